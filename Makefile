@@ -1,0 +1,40 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test` (both install on first use).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+PYTEST_ARGS ?=
+export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+
+.PHONY: install lint typecheck unit test demo bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock $(wildcard */pyproject.toml)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv sync --frozen --quiet
+	@touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+demo: install
+	$(BIN)/python scripts/demo.py
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .mktdyn .meltano output .pytest_cache .mypy_cache .ruff_cache
