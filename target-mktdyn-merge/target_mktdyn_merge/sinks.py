@@ -1,0 +1,41 @@
+"""The one sink: stages every batch in the store, inside one transaction, before STATE moves on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk.sinks import BatchSink
+
+if TYPE_CHECKING:
+    from target_mktdyn_merge.target import TargetMktdynMerge
+
+
+class StagingSink(BatchSink):
+    """Stages records of one stream; the SDK emits STATE only after ``process_batch`` returns."""
+
+    MAX_SIZE_DEFAULT = 5000
+
+    def __init__(self, target: TargetMktdynMerge, *args: Any, **kwargs: Any) -> None:
+        super().__init__(target, *args, **kwargs)
+        self.owner = target  # the SDK keeps no reference; the store and run id live on the target
+
+    @property
+    def include_sdc_metadata_properties(self) -> bool:
+        """Always keep ``_sdc_deleted_at``: without it the SDK strips the delete marker (DESIGN §9.3)."""
+        return True
+
+    def process_batch(self, context: dict[str, Any]) -> None:
+        """Commit the batch to the store (the merge reads the store, never the stream)."""
+        records = context.get("records", [])
+        if not records:
+            return
+        result = self.owner.store.stage(self.stream_name, records, self.owner.run_id)
+        self.logger.info(
+            "staged %d %s record(s): %d new, %d changed, %d unchanged, %d older than staged",
+            len(records),
+            self.stream_name,
+            result.inserted,
+            result.updated,
+            result.unchanged,
+            result.older_ignored,
+        )

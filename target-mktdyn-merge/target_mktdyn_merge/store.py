@@ -1,0 +1,343 @@
+"""The durable store: connection, migrations, runs and staging (SQLAlchemy Core; SQLite or PostgreSQL).
+
+Staging is idempotent (DESIGN §4): the newest version of a record wins by (source timestamp, arrival
+order), a replayed record changes nothing, and a field the tap did not send stays unknown. Only a real
+change of content moves a record's ``changed_seq``, which is how the merge finds what to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from mktdyn_common.errors import MktdynError
+
+from target_mktdyn_merge import store_schema as tables
+from target_mktdyn_merge.streams import STREAMS, StreamSpec
+from target_mktdyn_merge.values import dumps, now_iso, timestamp_text
+
+_CHUNK = 500
+
+
+class StoreError(MktdynError):
+    """The store cannot be opened, migrated or written; the run must stop."""
+
+
+def default_store_url() -> str:
+    """``sqlite:///<MELTANO_PROJECT_ROOT or cwd>/.mktdyn/store.db`` (DESIGN §9.5)."""
+    root = Path(os.environ.get("MELTANO_PROJECT_ROOT") or os.getcwd())
+    return f"sqlite:///{root / '.mktdyn' / 'store.db'}"
+
+
+def normalize_email(value: Any) -> str | None:
+    """The matching form of an email: trimmed and case-folded; None when blank."""
+    if value is None:
+        return None
+    text = str(value).strip().casefold()
+    return text or None
+
+
+@dataclass(frozen=True)
+class StagedRecord:
+    """One staged source record (the newest known version)."""
+
+    source: str
+    record_id: str
+    email_norm: str | None
+    source_ts: str
+    deleted_at: str | None
+    fields: dict[str, Any]
+    changed_seq: int
+    merged_seq: int
+
+    @property
+    def deleted(self) -> bool:
+        """Whether the newest version is a delete."""
+        return self.deleted_at is not None
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What one staging batch did."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    older_ignored: int = 0
+
+
+def _row_to_staged(row: sa.Row[Any]) -> StagedRecord:
+    return StagedRecord(
+        source=row.source,
+        record_id=row.record_id,
+        email_norm=row.email_norm,
+        source_ts=row.source_ts,
+        deleted_at=row.deleted_at,
+        fields=json.loads(row.fields),
+        changed_seq=row.changed_seq,
+        merged_seq=row.merged_seq,
+    )
+
+
+class Store:
+    """Owns the engine; every public method is one transaction (safe from the SDK's drain threads)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or default_store_url()
+        try:
+            sa_url = sa.engine.make_url(self.url)
+        except sa.exc.ArgumentError as exc:
+            raise StoreError(f"setting 'store_url': {exc}") from exc
+        self.is_sqlite = sa_url.get_backend_name() == "sqlite"
+        if self.is_sqlite and sa_url.database and sa_url.database != ":memory:":
+            Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": 60} if self.is_sqlite else {}
+        self.engine = sa.create_engine(self.url, connect_args=connect_args, pool_pre_ping=not self.is_sqlite)
+        if self.is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._counter_lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Bring the schema to the latest version; refuse a store written by a newer release."""
+        try:
+            with self.engine.begin() as connection:
+                tables.schema_version.create(connection, checkfirst=True)
+                current = connection.execute(sa.select(sa.func.max(tables.schema_version.c.version))).scalar() or 0
+                if current > tables.LATEST_VERSION:
+                    raise StoreError(
+                        f"the store at {self.safe_url} has schema version {current}, newer than this "
+                        f"release understands ({tables.LATEST_VERSION}); upgrade target-mktdyn-merge"
+                    )
+                for version in range(current + 1, tables.LATEST_VERSION + 1):
+                    tables.MIGRATIONS[version - 1](connection)
+                    connection.execute(sa.insert(tables.schema_version).values(version=version, applied_at=now_iso()))
+                return tables.LATEST_VERSION
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the store at {self.safe_url}: {exc.__class__.__name__}: {exc}") from exc
+
+    @property
+    def safe_url(self) -> str:
+        """The store URL with any password hidden (for messages and logs)."""
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """One transaction; store errors surface as StoreError."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"store error ({self.safe_url}): {exc.__class__.__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    # -- counters -------------------------------------------------------------------------------
+    def _next(self, connection: sa.Connection, name: str, count: int = 1) -> int:
+        """Reserve ``count`` values of a counter; return the first."""
+        table = tables.counters
+        current = connection.execute(sa.select(table.c.value).where(table.c.name == name)).scalar()
+        if current is None:
+            connection.execute(sa.insert(table).values(name=name, value=count))
+            return 1
+        connection.execute(sa.update(table).where(table.c.name == name).values(value=current + count))
+        return int(current) + 1
+
+    # -- runs -----------------------------------------------------------------------------------
+    def start_run(self, mode: str) -> str:
+        """Record a new run and return its id (time-ordered, unique)."""
+        run_id = f"{now_iso().replace(':', '').replace('-', '')}-{uuid.uuid4().hex[:8]}"
+        with self.transaction() as connection:
+            connection.execute(
+                sa.insert(tables.runs).values(run_id=run_id, mode=mode, status="running", started_at=now_iso())
+            )
+        return run_id
+
+    def finish_run(
+        self, run_id: str, status: str, summary: Mapping[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        """Close a run with its outcome."""
+        with self.transaction() as connection:
+            connection.execute(
+                sa.update(tables.runs)
+                .where(tables.runs.c.run_id == run_id)
+                .values(status=status, finished_at=now_iso(), summary=dumps(summary or {}), error=error)
+            )
+
+    def runs(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The most recent runs, newest first."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                sa.select(tables.runs).order_by(tables.runs.c.started_at.desc()).limit(limit)
+            ).all()
+        return [dict(row._mapping) for row in rows]
+
+    def last_run(self, mode: str | None = None) -> str | None:
+        """The id of the newest run (of a mode)."""
+        query = sa.select(tables.runs.c.run_id).order_by(tables.runs.c.started_at.desc()).limit(1)
+        if mode is not None:
+            query = query.where(tables.runs.c.mode == mode)
+        with self.transaction() as connection:
+            value = connection.execute(query).scalar()
+        return None if value is None else str(value)
+
+    # -- staging --------------------------------------------------------------------------------
+    def stage(self, stream: str, records: Iterable[Mapping[str, Any]], run_id: str) -> StageResult:
+        """Stage a batch of Singer records of ``stream`` in one transaction."""
+        spec = STREAMS[stream]
+        newest: dict[str, tuple[str, dict[str, Any], str | None]] = {}
+        for record in records:
+            record_id, source_ts, fields, deleted_at = _split_record(spec, record)
+            previous = newest.get(record_id)
+            if previous is None or source_ts >= previous[0]:
+                newest[record_id] = (source_ts, fields, deleted_at)
+        inserted = updated = unchanged = older = 0
+        table = tables.staged
+        with self._counter_lock, self.transaction() as connection:
+            arrival = self._next(connection, "arrival", max(1, len(newest)))
+            changed_base = self._next(connection, "changed", max(1, len(newest)))
+            ids = list(newest)
+            existing: dict[str, sa.Row[Any]] = {}
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                for found in connection.execute(
+                    sa.select(table).where(table.c.source == stream, table.c.record_id.in_(chunk))
+                ):
+                    existing[found.record_id] = found
+            inserts: list[dict[str, Any]] = []
+            for offset, record_id in enumerate(ids):
+                source_ts, fields, deleted_at = newest[record_id]
+                row = existing.get(record_id)
+                if row is not None and row.source_ts > source_ts:
+                    older += 1
+                    continue
+                if deleted_at is not None and row is not None:
+                    fields = json.loads(row.fields)  # a delete keeps what we knew, for the log
+                content = dumps(fields)
+                email = normalize_email(fields.get(spec.email))
+                if row is not None and row.fields == content and row.deleted_at == deleted_at:
+                    unchanged += 1
+                    continue
+                values = {
+                    "email_norm": email,
+                    "source_ts": source_ts,
+                    "arrival": arrival + offset,
+                    "deleted_at": deleted_at,
+                    "fields": content,
+                    "staged_run": run_id,
+                    "changed_seq": changed_base + offset,
+                }
+                if row is None:
+                    inserts.append({"source": stream, "record_id": record_id, "merged_seq": 0, **values})
+                    inserted += 1
+                else:
+                    connection.execute(
+                        sa.update(table)
+                        .where(table.c.source == stream, table.c.record_id == record_id)
+                        .values(**values)
+                    )
+                    updated += 1
+            if inserts:
+                connection.execute(sa.insert(table), inserts)
+        return StageResult(inserted, updated, unchanged, older)
+
+    def staged_record(self, stream: str, record_id: str) -> StagedRecord | None:
+        """The staged version of one record."""
+        table = tables.staged
+        with self.transaction() as connection:
+            row = connection.execute(
+                sa.select(table).where(table.c.source == stream, table.c.record_id == str(record_id))
+            ).first()
+        return None if row is None else _row_to_staged(row)
+
+    def staged_by_email(self, stream: str, emails: Iterable[str]) -> dict[str, list[StagedRecord]]:
+        """Live (not deleted) staged records of ``stream`` by normalized email."""
+        table = tables.staged
+        found: dict[str, list[StagedRecord]] = {}
+        wanted = sorted({e for e in emails if e})
+        with self.transaction() as connection:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                for row in connection.execute(
+                    sa.select(table).where(
+                        table.c.source == stream, table.c.email_norm.in_(chunk), table.c.deleted_at.is_(None)
+                    )
+                ):
+                    found.setdefault(row.email_norm, []).append(_row_to_staged(row))
+        return found
+
+    def dirty_records(self, stream: str, batch_size: int = 1000) -> Iterator[list[StagedRecord]]:
+        """Records whose content changed since the merge last looked at them, in batches (bounded memory)."""
+        table = tables.staged
+        last_id = ""
+        while True:
+            with self.transaction() as connection:
+                rows = connection.execute(
+                    sa.select(table)
+                    .where(
+                        table.c.source == stream, table.c.changed_seq > table.c.merged_seq, table.c.record_id > last_id
+                    )
+                    .order_by(table.c.record_id)
+                    .limit(batch_size)
+                ).all()
+            if not rows:
+                return
+            yield [_row_to_staged(row) for row in rows]
+            last_id = rows[-1].record_id
+
+    def mark_merged(self, stream: str, records: Iterable[StagedRecord]) -> None:
+        """Remember that the merge has seen these versions (a newer staging makes them dirty again)."""
+        table = tables.staged
+        with self.transaction() as connection:
+            for record in records:
+                connection.execute(
+                    sa.update(table)
+                    .where(table.c.source == stream, table.c.record_id == record.record_id)
+                    .values(merged_seq=record.changed_seq)
+                )
+
+    def staged_counts(self) -> dict[str, dict[str, int]]:
+        """Live and deleted staged records per stream."""
+        table = tables.staged
+        with self.transaction() as connection:
+            rows = connection.execute(
+                sa.select(table.c.source, table.c.deleted_at.is_(None).label("live"), sa.func.count()).group_by(
+                    table.c.source, table.c.deleted_at.is_(None)
+                )
+            ).all()
+        counts: dict[str, dict[str, int]] = {}
+        for source, live, count in rows:
+            counts.setdefault(source, {"live": 0, "deleted": 0})["live" if live else "deleted"] += count
+        return counts
+
+
+def _split_record(spec: StreamSpec, record: Mapping[str, Any]) -> tuple[str, str, dict[str, Any], str | None]:
+    """Key, source timestamp, known fields and deletion time of one Singer record."""
+    if record.get(spec.key) in (None, ""):
+        raise ValueError(
+            f"stream {spec.name!r}: a record has no key property {spec.key!r}: {dumps(dict(record))[:300]}"
+        )
+    record_id = str(record[spec.key])
+    deleted_at = timestamp_text(record.get("_sdc_deleted_at")) or None
+    source_ts = deleted_at or timestamp_text(record.get(spec.replication_key))
+    fields = {k: v for k, v in record.items() if not k.startswith("_sdc_")}
+    # Round-trip through JSON so datetimes, dates and decimals are stored as their text forms.
+    return record_id, source_ts, json.loads(dumps(fields)), deleted_at
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()

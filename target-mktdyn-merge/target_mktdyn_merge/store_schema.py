@@ -1,0 +1,127 @@
+"""The store's tables and their migrations (SQLAlchemy Core, portable between SQLite and PostgreSQL).
+
+Each migration is a function applied once, in order, recorded in ``schema_version``; a store created by
+an older release is brought forward on connect, and one created by a newer release is refused rather
+than misread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.String(32), nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),  # stage | merge | dry_run
+    sa.Column("status", sa.String(16), nullable=False),  # running | succeeded | failed
+    sa.Column("started_at", sa.String(32), nullable=False),
+    sa.Column("finished_at", sa.String(32)),
+    sa.Column("summary", sa.Text),  # JSON counts per action, set when the run ends
+    sa.Column("error", sa.Text),
+)
+
+# One row per source record, the newest version by (source timestamp, arrival order).
+staged = sa.Table(
+    "staged",
+    metadata,
+    sa.Column("source", sa.String(32), primary_key=True),  # the stream name
+    sa.Column("record_id", sa.String(64), primary_key=True),
+    sa.Column("email_norm", sa.String(320), index=True),
+    sa.Column("source_ts", sa.String(32), nullable=False),  # UTC ISO, comparable as text
+    sa.Column("arrival", sa.BigInteger, nullable=False),
+    sa.Column("deleted_at", sa.String(32)),
+    sa.Column("fields", sa.Text, nullable=False),  # JSON of the fields the tap sent (absent = unknown)
+    sa.Column("staged_run", sa.String(64), nullable=False),
+    sa.Column("changed_seq", sa.BigInteger, nullable=False, index=True),  # moves only when content changed
+    sa.Column("merged_seq", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# A global counter for arrival order and change sequence numbers (portable: no sequences in SQLite).
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+pairs = sa.Table(
+    "pairs",
+    metadata,
+    sa.Column("pair_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("marketo_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("entity", sa.String(16), nullable=False),  # lead | contact
+    sa.Column("dynamics_id", sa.String(64), nullable=False),
+    sa.Column("authority", sa.String(16), nullable=False),  # marketo | dynamics
+    sa.Column("linked_at", sa.String(32), nullable=False),
+    sa.Column("linked_run", sa.String(64), nullable=False),
+    sa.Column("first_merge_done", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("baseline", sa.Text, nullable=False, server_default="{}"),  # JSON {field: {marketo, dynamics}}
+    sa.Column("guard", sa.Text, nullable=False, server_default="{}"),  # JSON ping-pong guard per field
+    sa.UniqueConstraint("entity", "dynamics_id", name="uq_pairs_dynamics"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("op_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("pair_id", sa.Integer),
+    sa.Column("system", sa.String(16), nullable=False),  # marketo | dynamics
+    sa.Column("action", sa.String(16), nullable=False),  # create | update | delete | flag | link | activity
+    sa.Column("entity", sa.String(16)),
+    sa.Column("target_id", sa.String(64)),
+    sa.Column("idempotency_key", sa.String(200), index=True),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("context", sa.Text, nullable=False, server_default="{}"),  # what to record once confirmed
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # planned|sent|confirmed|failed|deferred|dry_run
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+    sa.Column("next_attempt_at", sa.String(32)),
+)
+
+activity_log = sa.Table(
+    "activity_log",
+    metadata,
+    sa.Column("activity_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("person_id", sa.String(64), index=True),
+    sa.Column("entity", sa.String(16)),
+    sa.Column("dynamics_id", sa.String(64)),
+    sa.Column("direction", sa.String(16)),  # to_dynamics | to_marketo | both | none
+    sa.Column("action", sa.String(32), nullable=False, index=True),
+    sa.Column("fields", sa.Text, nullable=False, server_default="[]"),  # JSON [{field, old, new}]
+    sa.Column("winner", sa.String(16)),
+    sa.Column("rule", sa.Text),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("details", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("posted_to_marketo", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+Migration = Callable[[sa.Connection], None]
+
+
+def _initial(connection: sa.Connection) -> None:
+    """Version 1: every table of this module."""
+    metadata.create_all(connection, tables=[runs, staged, counters, pairs, outbox, activity_log])
+
+
+#: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
+MIGRATIONS: list[Migration] = [_initial]
+LATEST_VERSION = len(MIGRATIONS)

@@ -1,0 +1,72 @@
+"""target-mktdyn-merge: stages Marketo persons and Dynamics leads/contacts, then merges and writes back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mktdyn_common.redact import protect_secrets
+from singer_sdk import Sink, Target
+
+from target_mktdyn_merge.settings import build_config_schema
+from target_mktdyn_merge.sinks import StagingSink
+from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.streams import STREAMS, UnknownStreamError
+
+
+class TargetMktdynMerge(Target):
+    """Keeps Marketo persons and Dynamics leads/contacts in step, both ways, field by field."""
+
+    name = "target-mktdyn-merge"
+    config_jsonschema = build_config_schema()
+    default_sink_class = StagingSink
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_parallelism = 1  # one writer per store connection; staging is I/O on one database anyway
+        protect_secrets(
+            self.config.get(k) for k in ("marketo_client_secret", "dynamics_client_secret", "dynamics_password")
+        )
+        self._store: Store | None = None
+        self._run_id: str | None = None
+
+    @property
+    def store(self) -> Store:
+        """The store, opened and migrated on first use (not at import or construction)."""
+        if self._store is None:
+            store = Store(self.config.get("store_url") or None)
+            store.migrate()
+            self._store = store
+        return self._store
+
+    @property
+    def run_id(self) -> str:
+        """The run id of this invocation; the merging invocation owns the job's run id (DESIGN §9.5)."""
+        if self._run_id is None:
+            mode = (
+                "stage"
+                if not self.config.get("merge", True)
+                else ("dry_run" if self.config.get("dry_run") else "merge")
+            )
+            self._run_id = self.store.start_run(mode)
+        return self._run_id
+
+    def get_sink_class(self, stream_name: str) -> type[Sink]:
+        """Refuse streams the merge does not know, with a message that says what to do."""
+        if stream_name not in STREAMS:
+            raise UnknownStreamError(stream_name)
+        return super().get_sink_class(stream_name)
+
+    def process_endofpipe(self) -> None:
+        """Drain (commit, then STATE), then merge when this invocation is the merging one."""
+        super().process_endofpipe()
+        run_id = self.run_id
+        if not self.config.get("merge", True):
+            self.store.finish_run(run_id, "succeeded", {"staged": self.store.staged_counts()})
+            return
+        from target_mktdyn_merge.engine import run_merge
+
+        run_merge(self, run_id)
+
+
+if __name__ == "__main__":
+    TargetMktdynMerge.cli()

@@ -1,0 +1,48 @@
+"""JSON-safe values: the SDK hands sinks ``datetime`` objects for date-time strings (DESIGN §8)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+
+def utc_iso(moment: datetime) -> str:
+    """A datetime as UTC ISO-8601 with a Z, second precision (naive values are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def timestamp_text(value: Any) -> str:
+    """A source timestamp (datetime or ISO string) as sortable UTC text; '' when absent."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, datetime):
+        return utc_iso(value)
+    text = str(value).strip()
+    try:
+        return utc_iso(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return text
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return utc_iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def dumps(value: Any) -> str:
+    """Compact, deterministic JSON (sorted keys) so equal content compares equal as text."""
+    return json.dumps(value, default=_default, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def now_iso() -> str:
+    """The current time as UTC ISO text."""
+    return utc_iso(datetime.now(UTC))
