@@ -1,0 +1,1 @@
+"""The Dataverse Web API and Entra authority half of the sandbox."""

@@ -1,0 +1,1 @@
+"""The Marketo REST API half of the sandbox."""
