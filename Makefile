@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 

@@ -1,9 +1,17 @@
-"""tap-dynamics-leads: Dynamics 365 leads and contacts as Singer streams (skeleton: settings of DESIGN §9.4)."""
+"""tap-dynamics-leads: Dynamics 365 leads and contacts as Singer streams (settings of DESIGN §9.4)."""
 
 from __future__ import annotations
 
+from mktdyn_common.errors import ConfigurationError
+from mktdyn_common.redact import protect_secrets
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_dynamics_leads.client import DataverseClient
+from tap_dynamics_leads.connection import DataverseConnection
+from tap_dynamics_leads.metadata import EntityDefinition
+from tap_dynamics_leads.streams import STREAM_TYPES
 
 
 class TapDynamicsLeads(Tap):
@@ -121,9 +129,39 @@ class TapDynamicsLeads(Tap):
         ),
     ).to_dict()
 
+    _connection: DataverseConnection | None = None
+    _client: DataverseClient | None = None
+    _entities: dict[str, EntityDefinition] | None = None
+
+    @property
+    def connection(self) -> DataverseConnection:
+        """The validated settings; secrets are registered for masking before anything is logged."""
+        if self._connection is None:
+            protect_secrets((self.config.get("client_secret"), self.config.get("password")))
+            try:
+                self._connection = DataverseConnection.from_config(self.config)
+            except ConfigurationError as exc:
+                raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
+        return self._connection
+
+    @property
+    def client(self) -> DataverseClient:
+        """One Dataverse client for every stream of this run (created without network I/O)."""
+        if self._client is None:
+            self._client = DataverseClient(self.connection)
+        return self._client
+
+    def entity(self, logical_name: str) -> EntityDefinition:
+        """A table's definition with its columns: one metadata request per table per process."""
+        if self._entities is None:
+            self._entities = {}
+        if logical_name not in self._entities:
+            self._entities[logical_name] = self.client.entity_definition(logical_name, with_attributes=True)
+        return self._entities[logical_name]
+
     def discover_streams(self) -> list[Stream]:
-        """Streams of this tap (they land with the Dataverse client)."""
-        return []
+        """``dynamics_leads`` and ``dynamics_contacts``, schemas from the tables' column metadata."""
+        return [stream_type(self, self.entity(stream_type.logical_name)) for stream_type in STREAM_TYPES]
 
 
 if __name__ == "__main__":

@@ -1,9 +1,19 @@
-"""tap-marketo-leads: Marketo Engage persons as a Singer stream (skeleton: settings contract of DESIGN §9.4)."""
+"""tap-marketo-leads: Marketo Engage persons as a Singer stream (settings contract of DESIGN §9.4)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from mktdyn_common.errors import ConfigurationError
+from mktdyn_common.redact import protect_secrets
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_marketo_leads.client import MarketoClient
+from tap_marketo_leads.connection import MarketoConnection
+from tap_marketo_leads.schema import build_lead_schema
+from tap_marketo_leads.streams import MarketoLeadsStream
 
 
 class TapMarketoLeads(Tap):
@@ -104,9 +114,49 @@ class TapMarketoLeads(Tap):
         ),
     ).to_dict()
 
+    _client: MarketoClient | None = None
+
+    @property
+    def client(self) -> MarketoClient:
+        """The run's Marketo client, built on first use from the validated settings.
+
+        Raises:
+            ConfigValidationError: A setting is malformed (the SDK prints it and exits 1).
+        """
+        if self._client is None:
+            protect_secrets([self.config.get("client_secret")])
+            try:
+                connection = MarketoConnection.from_config(self.config)
+            except ConfigurationError as exc:
+                raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
+            for setting in ("window_days", "poll_interval_seconds"):
+                value = self.config.get(setting)
+                if value is not None and (isinstance(value, bool) or float(value) < 0):
+                    message = f"setting {setting!r}: must not be negative (got {value!r})"
+                    raise ConfigValidationError(message, errors=[message])
+            self._client = MarketoClient(connection)
+        return self._client
+
     def discover_streams(self) -> list[Stream]:
-        """Streams of this tap (the stream lands with the Marketo client)."""
-        return []
+        """The ``marketo_leads`` stream; its schema from the input catalog when given, else one describe call.
+
+        Meltano discovers before every run and passes the result as the catalog: reusing it keeps
+        a run to one metadata call in total (DESIGN §8).
+        """
+        client = self.client
+        catalog_schema = self._catalog_schema(MarketoLeadsStream.name)
+        if catalog_schema is not None:
+            return [MarketoLeadsStream(self, catalog_schema, None, client)]
+        lead_schema = build_lead_schema(client.describe_leads())
+        return [MarketoLeadsStream(self, lead_schema.schema, lead_schema, client)]
+
+    def _catalog_schema(self, stream_name: str) -> dict[str, Any] | None:
+        catalog = self.input_catalog
+        entry = catalog.get_stream(stream_name) if catalog is not None else None
+        if entry is None:
+            return None
+        schema: dict[str, Any] = entry.schema.to_dict()
+        return schema if schema.get("properties") else None
 
 
 if __name__ == "__main__":

@@ -165,11 +165,11 @@ class MarketoApp(SandboxApp):
         add("GET", r"/rest/asset/v1/programs\.json", misc.programs, "asset programs", "read")
         bulk_base = r"/bulk/v1/leads/export"
         job = r"(?P<export_id>[0-9a-fA-F-]+)"
-        add("POST", rf"{bulk_base}/create\.json", bulk.create, "bulk leads export create", "write")
-        add("POST", rf"{bulk_base}/{job}/enqueue\.json", bulk.enqueue, "bulk leads export enqueue", "write")
+        add("POST", rf"{bulk_base}/create\.json", bulk.create, "bulk leads export create", "read")
+        add("POST", rf"{bulk_base}/{job}/enqueue\.json", bulk.enqueue, "bulk leads export enqueue", "read")
         add("GET", rf"{bulk_base}/{job}/status\.json", bulk.status, "bulk leads export status", "read")
         add("GET", rf"{bulk_base}/{job}/file\.json", bulk.file, "bulk leads export file", "read")
-        add("POST", rf"{bulk_base}/{job}/cancel\.json", bulk.cancel, "bulk leads export cancel", "write")
+        add("POST", rf"{bulk_base}/{job}/cancel\.json", bulk.cancel, "bulk leads export cancel", "read")
         add("GET", rf"{bulk_base}\.json", bulk.listing, "bulk leads export list", "read")
 
     def _add(self, method: str, pattern: str, handler: Callable[..., Response], name: str, kind: str) -> None:

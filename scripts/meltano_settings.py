@@ -1,0 +1,87 @@
+"""Print the ``settings:`` blocks of meltano.yml from each plugin's config_jsonschema.
+
+Settings are declared once, in ``config_jsonschema``; meltano.yml mirrors them. Run this after changing a
+setting and paste its output; ``tests/test_meltano_project.py`` fails while the two disagree.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tap_dynamics_leads.tap import TapDynamicsLeads
+from tap_marketo_leads.tap import TapMarketoLeads
+from target_mktdyn_merge.target import TargetMktdynMerge
+
+PLUGINS: dict[str, Any] = {
+    "tap-marketo-leads": TapMarketoLeads,
+    "tap-dynamics-leads": TapDynamicsLeads,
+    "target-mktdyn-merge": TargetMktdynMerge,
+}
+
+
+def meltano_kind(schema: dict[str, Any]) -> str:
+    """The Meltano setting kind of a JSON Schema property."""
+    types = schema.get("type", "string")
+    types = [types] if isinstance(types, str) else [t for t in types if t != "null"]
+    kind = types[0] if types else "string"
+    if schema.get("format") == "date-time":
+        return "date_iso8601"
+    if schema.get("enum"):
+        return "options"
+    return {
+        "string": "string",
+        "integer": "integer",
+        "number": "decimal",
+        "boolean": "boolean",
+        "object": "object",
+        "array": "array",
+    }.get(kind, "string")
+
+
+def settings_for(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """Meltano setting definitions mirroring a config_jsonschema."""
+    settings = []
+    for name, prop in schema["properties"].items():
+        setting: dict[str, Any] = {"name": name, "label": prop.get("title", name), "kind": meltano_kind(prop)}
+        if prop.get("description"):
+            setting["description"] = prop["description"]
+        if prop.get("enum"):
+            setting["options"] = [{"label": str(v), "value": v} for v in prop["enum"] if v is not None]
+        if prop.get("secret"):
+            setting["sensitive"] = True
+        if prop.get("default") is not None:
+            setting["value"] = prop["default"]
+        settings.append(setting)
+    return settings
+
+
+def write(path: Path) -> None:
+    """Rewrite the settings of our plugins in meltano.yml, keeping everything else."""
+    project = yaml.safe_load(path.read_text())
+    for group in project.get("plugins", {}).values():
+        for plugin in group:
+            if plugin["name"] in PLUGINS:
+                plugin["settings"] = settings_for(PLUGINS[plugin["name"]].config_jsonschema)
+    path.write_text(yaml.safe_dump(project, sort_keys=False, allow_unicode=True, width=110))
+
+
+def main() -> int:
+    """Print one YAML document per plugin, or rewrite meltano.yml with --write."""
+    if "--write" in sys.argv:
+        write(Path(__file__).resolve().parent.parent / "meltano.yml")
+        return 0
+    for name, plugin in PLUGINS.items():
+        sys.stdout.write(f"# {name}\n")
+        sys.stdout.write(
+            yaml.safe_dump(
+                {"settings": settings_for(plugin.config_jsonschema)}, sort_keys=False, allow_unicode=True, width=110
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

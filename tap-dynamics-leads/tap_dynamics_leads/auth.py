@@ -1,0 +1,276 @@
+"""Bearer tokens from Microsoft Entra through msal: client credentials or password (ROPC).
+
+msal is the supported way to talk to Entra, but it needs four things done around it (DESIGN §8):
+an HTTP client that ignores ``REQUESTS_CA_BUNDLE`` and trusts the configured CA, the authority's port
+restored on the user-realm call msal builds from the hostname alone, ``instance_discovery=False`` for
+hosts that are not Microsoft's, and one application object per process (msal caches tokens and
+throttles per object), created lazily because its constructor already talks to the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import msal
+import requests
+from mktdyn_common.backoff import Backoff, retry_after_seconds
+from mktdyn_common.errors import AuthenticationError, TransientError
+from mktdyn_common.redact import redact
+
+from tap_dynamics_leads.connection import DataverseConnection
+from tap_dynamics_leads.errors import SYSTEM, authentication_error
+
+logger = logging.getLogger(__name__)
+
+#: Entra error codes (AADSTS...) and OAuth errors mapped to the setting the user should check.
+_SETTING_BY_AADSTS = {
+    "AADSTS7000215": "client_secret",  # invalid client secret
+    "AADSTS7000222": "client_secret",  # expired client secret
+    "AADSTS700016": "client_id",  # application not found in the tenant
+    "AADSTS90002": "tenant_id",  # tenant not found
+    "AADSTS900023": "tenant_id",  # malformed tenant
+    "AADSTS50126": "password",  # invalid username or password
+    "AADSTS50034": "username",  # user does not exist
+    "AADSTS50055": "password",  # password expired
+    "AADSTS50076": "auth_flow",  # MFA required: ROPC cannot be used
+}
+_SETTING_BY_ERROR = {"invalid_client": "client_secret", "unauthorized_client": "client_id", "invalid_grant": "password"}
+#: Refresh this many seconds (at most) before a token expires, so no request carries a dying token.
+REFRESH_MARGIN_SECONDS = 120.0
+_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class AuthorityHttpClient(requests.Session):
+    """The HTTP client msal uses: explicit CA, no environment, authority port kept, transient retries.
+
+    msal builds the user-realm URL as ``https://{hostname}/common/userrealm/...``: for an authority
+    on a non-default port (a sandbox) that request would go to port 443. Requests to the authority's
+    host without a port get the configured port back. msal's own token POST has no retry, so 429/5xx
+    and connection failures are retried here with backoff.
+    """
+
+    def __init__(
+        self,
+        authority_host: str,
+        ca_bundle: str | None,
+        timeout: float,
+        user_agent: str,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__()
+        self.trust_env = False
+        self.verify = ca_bundle if ca_bundle else True
+        self.headers["User-Agent"] = user_agent
+        parts = urlsplit(authority_host)
+        self._host = (parts.hostname or "").lower()
+        self._port = parts.port
+        self._timeout = timeout
+        self._backoff = backoff or Backoff(base=0.5, cap=10.0, attempts=5)
+
+    def restore_port(self, url: str) -> str:
+        """``url`` with the authority's port put back when msal dropped it."""
+        if self._port is None:
+            return url
+        parts = urlsplit(url)
+        if (parts.hostname or "").lower() != self._host or parts.port is not None:
+            return url
+        return urlunsplit(parts._replace(netloc=f"{parts.netloc}:{self._port}"))
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        """Send with the port restored and transient failures retried."""
+        target = self.restore_port(url.decode() if isinstance(url, bytes) else url)
+        kwargs.setdefault("timeout", self._timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = super().request(method, target, *args, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt > self._backoff.attempts:
+                    raise
+                logger.info("authority request failed (%s); retry %d", type(exc).__name__, attempt)
+                time.sleep(self._backoff.delay(attempt))
+                continue
+            if response.status_code not in _TRANSIENT_STATUS or attempt > self._backoff.attempts:
+                return response
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            delay = min(wait, 60.0) if wait is not None else self._backoff.delay(attempt)
+            logger.info("authority answered HTTP %d; retry %d in %.1fs", response.status_code, attempt, delay)
+            time.sleep(delay)
+
+
+_APPS: dict[tuple[str, ...], msal.ClientApplication] = {}
+_APPS_LOCK = threading.Lock()
+
+
+def _fingerprint(secret: str | None) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest() if secret else ""
+
+
+def _is_microsoft_host(host: str) -> bool:
+    return host.lower() in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS
+
+
+def application(connection: DataverseConnection) -> msal.ClientApplication:
+    """The process-wide msal application for this authority, client and credential.
+
+    Keyed by authority and client id as msal intends, plus a fingerprint of the secret and the CA:
+    a client built with a different secret must not silently reuse another one's token cache.
+    """
+    key = (
+        connection.authority,
+        connection.client_id,
+        _fingerprint(connection.client_secret),
+        connection.ca_bundle or "",
+    )
+    with _APPS_LOCK:
+        app = _APPS.get(key)
+        if app is not None:
+            return app
+        http_client = AuthorityHttpClient(
+            connection.authority_host, connection.ca_bundle, connection.request_timeout, connection.user_agent
+        )
+        host = urlsplit(connection.authority_host).hostname or ""
+        options: dict[str, Any] = {
+            "authority": connection.authority,
+            "http_client": http_client,
+            "token_cache": msal.TokenCache(),
+        }
+        if not _is_microsoft_host(host):
+            options["instance_discovery"] = False
+        try:
+            if connection.client_secret:
+                app = msal.ConfidentialClientApplication(
+                    connection.client_id, client_credential=connection.client_secret, **options
+                )
+            else:
+                app = msal.PublicClientApplication(connection.client_id, **options)
+        except ValueError as exc:
+            # msal's constructor fetches the tenant's OpenID configuration; a 4xx means "no such tenant".
+            raise authentication_error(
+                f"GET {connection.authority}/v2.0/.well-known/openid-configuration",
+                "tenant_discovery",
+                f"the authority does not know tenant {connection.tenant_id!r}; check setting "
+                f"{connection.setting('tenant_id')!r} (and {connection.setting('authority_host')!r}): {exc}",
+            ) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(
+                SYSTEM,
+                f"GET {connection.authority}",
+                "connection",
+                f"cannot reach the authority; check setting "
+                f"{connection.setting('authority_host')!r}: {redact(str(exc))}",
+            ) from exc
+        _APPS[key] = app
+        return app
+
+
+class TokenProvider:
+    """Hands out a valid bearer token for one connection, refreshing ahead of expiry.
+
+    msal already serves tokens from its cache, but only refreshes when fewer than five minutes
+    remain; tokens shorter-lived than that (a sandbox's) would be fetched on every call. This keeps
+    the token until a margin before its own expiry, and :meth:`invalidate` drops it (and msal's
+    cached copy) after a 401 so the single retry gets a fresh one.
+    """
+
+    def __init__(
+        self,
+        connection: DataverseConnection,
+        on_identity_call: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._connection = connection
+        self._on_identity_call = on_identity_call
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._valid_until = 0.0
+
+    def token(self) -> str:
+        """A bearer token valid for at least the refresh margin."""
+        with self._lock:
+            if self._token is not None and self._clock() < self._valid_until:
+                return self._token
+            result = self._acquire()
+            lifetime = float(result.get("expires_in") or 600)
+            self._token = str(result["access_token"])
+            self._valid_until = self._clock() + lifetime - min(REFRESH_MARGIN_SECONDS, lifetime / 5)
+            return self._token
+
+    def invalidate(self) -> None:
+        """Forget the current token here and in msal's cache (the server refused it)."""
+        with self._lock:
+            self._token = None
+            self._valid_until = 0.0
+            app = application(self._connection)
+            cache = app.token_cache
+            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+                if item.get("client_id") == self._connection.client_id:
+                    cache.remove_at(item)
+
+    def _acquire(self) -> dict[str, Any]:
+        connection = self._connection
+        app = application(connection)
+        scopes = [connection.scope]
+        try:
+            if connection.auth_flow == "password":
+                result = self._password_grant(app, scopes)
+            else:
+                result = app.acquire_token_for_client(scopes=scopes)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(
+                SYSTEM,
+                f"POST {connection.authority} token",
+                "connection",
+                f"cannot reach the authority: {redact(str(exc))}",
+            ) from exc
+        except requests.HTTPError as exc:  # msal raises for a failed user-realm lookup
+            raise authentication_error(
+                f"GET {connection.authority_host}/common/userrealm",
+                "userrealm",
+                f"user realm discovery failed; check setting {connection.setting('username')!r}: {exc}",
+            ) from exc
+        if not result or "access_token" not in result:
+            raise self._refused(result or {})
+        if result.get("token_source") != "cache" and self._on_identity_call is not None:
+            self._on_identity_call()
+        return dict(result)
+
+    def _password_grant(self, app: msal.ClientApplication, scopes: list[str]) -> dict[str, Any] | None:
+        connection = self._connection
+        accounts = app.get_accounts(username=connection.username)
+        if accounts:
+            silent = app.acquire_token_silent(scopes, account=accounts[0])
+            if silent and "access_token" in silent:
+                return dict(silent)
+        result: dict[str, Any] | None = app.acquire_token_by_username_password(
+            connection.username, connection.password, scopes=scopes
+        )
+        return result
+
+    def _refused(self, result: dict[str, Any]) -> AuthenticationError:
+        connection = self._connection
+        error = str(result.get("error") or "unknown_error")
+        description = str(result.get("error_description") or "no description")
+        setting = _SETTING_BY_ERROR.get(error, "client_id")
+        for code, name in _SETTING_BY_AADSTS.items():
+            if code in description:
+                setting = name
+                break
+        if setting == "password" and connection.auth_flow != "password":
+            setting = "client_secret"
+        if setting == "client_secret" and connection.auth_flow == "password" and not connection.client_secret:
+            setting = "client_id"
+        first_line = description.splitlines()[0] if description else ""
+        return authentication_error(
+            f"POST {connection.authority}/oauth2/v2.0/token ({connection.auth_flow})",
+            error,
+            f"the authority refused the credentials; check setting {connection.setting(setting)!r}: {first_line}",
+        )

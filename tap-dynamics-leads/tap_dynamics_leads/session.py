@@ -1,0 +1,204 @@
+"""One authenticated, retrying HTTP channel to a Dataverse environment.
+
+Every Dataverse request goes through :meth:`DataverseSession.send`, so the rules live once: a pooled
+session that trusts exactly the configured CA, a bearer token refreshed ahead of expiry (one retry
+after a 401), 429 answered by sleeping ``Retry-After``, 5xx and connection failures retried with
+backoff (writes that might already have happened are not replayed), and every failure mapped to an
+exception naming the request and Dataverse's code. Calls are counted by kind for the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from mktdyn_common.backoff import Backoff, retry_after_seconds
+from mktdyn_common.errors import TransientError
+from mktdyn_common.transport import make_session
+from urllib3.exceptions import NewConnectionError
+
+from tap_dynamics_leads.auth import TokenProvider
+from tap_dynamics_leads.connection import DataverseConnection
+from tap_dynamics_leads.errors import SYSTEM, authentication_error, error_details, error_for
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("read", "write", "auth", "metadata")
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+#: Longest single wait for a Retry-After; Dataverse asks for seconds to a few minutes.
+MAX_RETRY_AFTER = 300.0
+BASE_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
+
+
+class BearerTokens(Protocol):
+    """Where bearer tokens come from (msal in production; a fixed token in offline tests)."""
+
+    def token(self) -> str:
+        """A currently valid token."""
+
+    def invalidate(self) -> None:
+        """Drop the current token (the server refused it)."""
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """Whether a failure happened before the request reached the server (so a retry cannot double it)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason: Any = exc.args[0] if exc.args else None
+    inner = getattr(reason, "reason", reason)
+    return isinstance(inner, NewConnectionError)
+
+
+class DataverseSession:
+    """Sends requests to one environment's Web API with auth, retries and error mapping."""
+
+    def __init__(
+        self,
+        connection: DataverseConnection,
+        calls: Counter[str],
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        tokens: BearerTokens | None = None,
+    ) -> None:
+        self.connection = connection
+        self.calls = calls
+        self.backoff = backoff or Backoff(base=0.5, cap=30.0, attempts=6)
+        self._sleep = sleep
+        self._calls_lock = threading.Lock()
+        self._http = make_session(connection.ca_bundle, connection.user_agent)
+        self._http.headers.update(BASE_HEADERS)
+        self.tokens: BearerTokens = tokens or TokenProvider(connection, on_identity_call=self._count_auth)
+        origin = urlsplit(connection.base_url)
+        self._origin = (origin.scheme, origin.netloc.lower())
+
+    def _count_auth(self) -> None:
+        with self._calls_lock:
+            self.calls["auth"] += 1
+
+    def url(self, path: str) -> str:
+        """The absolute URL of ``path`` under the Web API root."""
+        return f"{self.connection.api_url}/{path.lstrip('/')}"
+
+    def own_url(self, url: str) -> str:
+        """``url`` (a server-built next/delta link) moved onto the configured origin.
+
+        Links carry the host the server saw; a delta link kept in state may come from another port
+        or a renamed environment. The bearer token must never go anywhere but ``base_url``.
+        """
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc.lower()) == self._origin:
+            return url
+        return urlunsplit((self._origin[0], self._origin[1], parts.path, parts.query, parts.fragment))
+
+    def label(self, method: str, url: str) -> str:
+        """``"GET leads"``: the request as error messages name it (no query: it may hold emails)."""
+        path = urlsplit(url).path
+        root = urlsplit(self.connection.api_url).path
+        if path.startswith(root):
+            path = path[len(root) :]
+        return f"{method} {path.lstrip('/') or '/'}"
+
+    def send(
+        self,
+        kind: str,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        replayable: bool = True,
+        allow: tuple[int, ...] = (),
+    ) -> requests.Response:
+        """Send one request and return its successful (or explicitly allowed) response.
+
+        Args:
+            kind: ``read``, ``write`` or ``metadata``; counted in :attr:`calls` per attempt.
+            method: HTTP method.
+            url: absolute URL (on the configured origin).
+            headers: extra headers (``Prefer``, ``If-Match``, ``Content-Type``).
+            json_body: a JSON body.
+            data: a raw body (``$batch``).
+            replayable: whether a request that may have reached the server can be sent again; false
+                for creates, so a connection lost mid-create surfaces instead of creating twice.
+            allow: non-2xx statuses returned instead of raised (404 for a lookup).
+        """
+        label = self.label(method, url)
+        url = self.own_url(url)
+        attempt = 0
+        refreshed = False
+        while True:
+            attempt += 1
+            request_headers = {"Authorization": f"Bearer {self.tokens.token()}", **(headers or {})}
+            with self._calls_lock:  # pages are prefetched from a worker thread
+                self.calls[kind] += 1
+            try:
+                response = self._http.request(
+                    method,
+                    url,
+                    headers=request_headers,
+                    json=json_body,
+                    data=data,
+                    timeout=self.connection.request_timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if not (replayable or _never_sent(exc)):
+                    raise TransientError(
+                        SYSTEM,
+                        label,
+                        "connection",
+                        f"connection lost after sending; the outcome is unknown ({type(exc).__name__})",
+                        retryable=True,
+                    ) from exc
+                if attempt > self.backoff.attempts:
+                    raise TransientError(
+                        SYSTEM,
+                        label,
+                        "connection",
+                        f"no answer after {attempt} attempts ({type(exc).__name__})",
+                        retryable=True,
+                    ) from exc
+                delay = self.backoff.delay(attempt)
+                logger.warning("%s: %s; retry %d in %.1fs", label, type(exc).__name__, attempt, delay)
+                self._sleep(delay)
+                continue
+            status = response.status_code
+            if status < 300 or status == 304 or status in allow:
+                return response
+            if status == 401 and not refreshed:
+                refreshed = True
+                attempt -= 1
+                logger.info("%s: token refused (HTTP 401); fetching a new one", label)
+                self.tokens.invalidate()
+                continue
+            if status in (401, 403):
+                code, message = error_details(response)
+                who = "username" if self.connection.auth_flow == "password" else "client_id"
+                raise authentication_error(
+                    label,
+                    code or f"http_{status}",
+                    f"{message}; the environment refused the identity of setting {self.connection.setting(who)!r}",
+                    status,
+                )
+            if status in _RETRY_STATUS and attempt <= self.backoff.attempts:
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                delay = min(wait, MAX_RETRY_AFTER) if wait is not None else self.backoff.delay(attempt)
+                logger.warning("%s: HTTP %d; retry %d in %.1fs", label, status, attempt, delay)
+                self._sleep(delay)
+                continue
+            error = error_for(response, label)
+            if error.retryable:
+                raise TransientError(
+                    SYSTEM, label, error.code, f"{error.api_message} (after {attempt} attempts)", status, retryable=True
+                ) from error
+            raise error
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._http.close()

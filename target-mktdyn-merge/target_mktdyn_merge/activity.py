@@ -1,0 +1,136 @@
+"""The activity log (DESIGN §5): one record per decision, kept in the store and exportable as JSON lines."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from target_mktdyn_merge import store_schema as tables
+from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.values import dumps, now_iso
+
+ACTIONS = (
+    "created",
+    "updated",
+    "linked",
+    "unchanged",
+    "collision",
+    "validation_failed",
+    "write_failed",
+    "deleted",
+    "flagged",
+    "unlinked",
+    "ambiguous_match",
+    "skipped",
+    "deferred",
+)
+#: Actions that count against ``max_record_failures``.
+FAILURE_ACTIONS = ("validation_failed", "write_failed")
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field's old and new value in a write (or a planned write)."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass
+class Activity:
+    """One decision of a run, about one person/lead/contact."""
+
+    action: str
+    person_id: str | None = None
+    entity: str | None = None
+    dynamics_id: str | None = None
+    direction: str | None = None  # to_dynamics | to_marketo | both | none
+    fields: list[FieldChange] = field(default_factory=list)
+    winner: str | None = None
+    rule: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown activity action {self.action!r}")
+
+
+def record_activities(
+    store: Store, run_id: str, activities: Iterable[Activity], connection: sa.Connection | None = None
+) -> int:
+    """Append activities to the log (inside ``connection``'s transaction when given)."""
+    at = now_iso()
+    rows = [
+        {
+            "run_id": run_id,
+            "at": at,
+            "person_id": a.person_id,
+            "entity": a.entity,
+            "dynamics_id": a.dynamics_id,
+            "direction": a.direction,
+            "action": a.action,
+            "fields": dumps([asdict(c) for c in a.fields]),
+            "winner": a.winner,
+            "rule": a.rule,
+            "error_code": a.error_code,
+            "error_message": a.error_message,
+            "details": dumps(a.details),
+        }
+        for a in activities
+    ]
+    if not rows:
+        return 0
+    if connection is not None:
+        connection.execute(sa.insert(tables.activity_log), rows)
+    else:
+        with store.transaction() as own:
+            own.execute(sa.insert(tables.activity_log), rows)
+    return len(rows)
+
+
+def iter_activities(
+    store: Store, run_id: str | None = None, actions: Iterable[str] | None = None, batch_size: int = 2000
+) -> Iterator[dict[str, Any]]:
+    """Activities in log order (optionally of one run / some actions), streamed in batches."""
+    table = tables.activity_log
+    last = 0
+    wanted = list(actions) if actions is not None else None
+    while True:
+        query = sa.select(table).where(table.c.activity_id > last).order_by(table.c.activity_id).limit(batch_size)
+        if run_id is not None:
+            query = query.where(table.c.run_id == run_id)
+        if wanted is not None:
+            query = query.where(table.c.action.in_(wanted))
+        with store.transaction() as connection:
+            rows = connection.execute(query).all()
+        if not rows:
+            return
+        for row in rows:
+            item = dict(row._mapping)
+            item["fields"] = json.loads(item["fields"] or "[]")
+            item["details"] = json.loads(item["details"] or "{}")
+            yield item
+        last = rows[-1].activity_id
+
+
+def action_counts(store: Store, run_id: str) -> dict[tuple[str, str], int]:
+    """Counts of (action, direction) in one run."""
+    table = tables.activity_log
+    with store.transaction() as connection:
+        rows = connection.execute(
+            sa.select(table.c.action, table.c.direction, sa.func.count())
+            .where(table.c.run_id == run_id)
+            .group_by(table.c.action, table.c.direction)
+        ).all()
+    counts: Counter[tuple[str, str]] = Counter()
+    for action, direction, count in rows:
+        counts[(action, direction or "-")] += count
+    return dict(counts)

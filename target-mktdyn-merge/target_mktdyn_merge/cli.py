@@ -1,0 +1,208 @@
+"""``mktdyn``: read and steer the store (report, activity log, status, unlink, resync)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from mktdyn_common.errors import MktdynError
+
+from target_mktdyn_merge import store_schema as tables
+from target_mktdyn_merge.activity import Activity, iter_activities, record_activities
+from target_mktdyn_merge.report import pending_writes, render_report, table
+from target_mktdyn_merge.store import Store
+
+STORE_URL_ENV = ("MKTDYN_STORE_URL", "TARGET_MKTDYN_MERGE_STORE_URL")
+
+
+def _store(args: argparse.Namespace) -> Store:
+    url = args.store_url or next((os.environ[v] for v in STORE_URL_ENV if os.environ.get(v)), None)
+    store = Store(url)
+    store.migrate()
+    return store
+
+
+def _run_id(store: Store, requested: str | None) -> str:
+    run_id = requested or store.last_run("merge") or store.last_run("dry_run") or store.last_run()
+    if run_id is None:
+        raise MktdynError("the store holds no run yet; run the sync first")
+    return run_id
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print a run's report."""
+    store = _store(args)
+    render_report(store, _run_id(store, args.run), sys.stdout)
+    return 0
+
+
+def cmd_activity(args: argparse.Namespace) -> int:
+    """Print a run's activity log as a table or JSON lines."""
+    store = _store(args)
+    run_id = None if args.all else _run_id(store, args.run)
+    items = iter_activities(store, run_id)
+    if args.format == "jsonl":
+        for item in items:
+            sys.stdout.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
+        return 0
+    rows = [
+        [
+            i["at"],
+            i["action"],
+            i["person_id"] or "",
+            f"{i['entity'] or ''} {i['dynamics_id'] or ''}".strip(),
+            i["direction"] or "",
+            ",".join(c["field"] for c in i["fields"]),
+            i["error_code"] or "",
+        ]
+        for i in items
+    ]
+    sys.stdout.write(table(["at", "action", "person", "dynamics", "direction", "fields", "code"], rows) + "\n")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print linked pairs, staged records, pending writes and the last runs."""
+    store = _store(args)
+    with store.transaction() as connection:
+        pairs = connection.execute(
+            sa.select(tables.pairs.c.entity, sa.func.count()).group_by(tables.pairs.c.entity)
+        ).all()
+    sys.stdout.write("Linked pairs: " + (", ".join(f"{n} {e}s" for e, n in pairs) or "none") + "\n")
+    staged = store.staged_counts()
+    sys.stdout.write(
+        "Staged: "
+        + (", ".join(f"{s} {c['live']} live/{c['deleted']} deleted" for s, c in sorted(staged.items())) or "nothing")
+        + "\n"
+    )
+    pending = pending_writes(store)
+    sys.stdout.write(
+        "Pending writes: "
+        + (", ".join(f"{p['count']} {p['system']} {p['action']} ({p['status']})" for p in pending) or "none")
+        + "\n\n"
+    )
+    runs = store.runs(args.limit)
+    sys.stdout.write(
+        table(
+            ["run", "mode", "status", "started", "finished"],
+            [[r["run_id"], r["mode"], r["status"], r["started_at"], r["finished_at"] or ""] for r in runs],
+        )
+        + "\n"
+    )
+    return 0
+
+
+def cmd_unlink(args: argparse.Namespace) -> int:
+    """Forget the link of one person (the next run matches it again, by email)."""
+    store = _store(args)
+    table_ = tables.pairs
+    with store.transaction() as connection:
+        pair = connection.execute(sa.select(table_).where(table_.c.marketo_id == str(args.person))).first()
+        if pair is None:
+            raise MktdynError(f"person {args.person} is not linked")
+        connection.execute(sa.delete(table_).where(table_.c.pair_id == pair.pair_id))
+        _mark_dirty(connection, str(args.person), pair.entity, pair.dynamics_id)
+        run_id = f"manual-unlink-{args.person}"
+        connection.execute(
+            sa.insert(tables.runs).values(
+                run_id=run_id, mode="manual", status="succeeded", started_at=pair.linked_at, finished_at=pair.linked_at
+            )
+        )
+        record_activities(
+            store,
+            run_id,
+            [
+                Activity(
+                    "unlinked",
+                    str(args.person),
+                    pair.entity,
+                    pair.dynamics_id,
+                    "none",
+                    rule="manual unlink (mktdyn unlink)",
+                )
+            ],
+            connection,
+        )
+    sys.stdout.write(f"person {args.person} unlinked from {pair.entity} {pair.dynamics_id}\n")
+    return 0
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    """Forget the baseline (and ping-pong guard) of a field so the next run compares it afresh."""
+    store = _store(args)
+    pairs = tables.pairs
+    changed = 0
+    with store.transaction() as connection:
+        query = sa.select(pairs)
+        if args.person:
+            query = query.where(pairs.c.marketo_id == str(args.person))
+        for pair in connection.execute(query).all():
+            baseline = json.loads(pair.baseline)
+            guard = json.loads(pair.guard)
+            if args.field not in baseline and args.field not in guard:
+                continue
+            baseline.pop(args.field, None)
+            guard.pop(args.field, None)
+            connection.execute(
+                sa.update(pairs)
+                .where(pairs.c.pair_id == pair.pair_id)
+                .values(baseline=json.dumps(baseline), guard=json.dumps(guard))
+            )
+            _mark_dirty(connection, pair.marketo_id, pair.entity, pair.dynamics_id)
+            changed += 1
+    sys.stdout.write(f"baseline of {args.field!r} forgotten on {changed} pair(s); the next sync re-merges them\n")
+    return 0
+
+
+def _mark_dirty(connection: sa.Connection, person_id: str, entity: str, dynamics_id: str) -> None:
+    staged = tables.staged
+    stream = "dynamics_leads" if entity == "lead" else "dynamics_contacts"
+    for source, record_id in (("marketo_leads", person_id), (stream, dynamics_id)):
+        connection.execute(
+            sa.update(staged).where(staged.c.source == source, staged.c.record_id == record_id).values(merged_seq=0)
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mktdyn`` command line."""
+    parser = argparse.ArgumentParser(prog="mktdyn", description=__doc__)
+    parser.add_argument("--store-url", help="store URL (default: $MKTDYN_STORE_URL or the target's default)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    report = commands.add_parser("report", help="the report of a run (default: the last merge)")
+    report.add_argument("--run", help="run id")
+    report.set_defaults(func=cmd_report)
+    activity = commands.add_parser("activity", help="the activity log of a run")
+    activity.add_argument("--run", help="run id (default: the last merge)")
+    activity.add_argument("--all", action="store_true", help="every run")
+    activity.add_argument("--format", choices=["table", "jsonl"], default="table")
+    activity.set_defaults(func=cmd_activity)
+    status = commands.add_parser("status", help="pairs, pending writes and recent runs")
+    status.add_argument("--limit", type=int, default=5, help="how many recent runs to list")
+    status.set_defaults(func=cmd_status)
+    unlink = commands.add_parser("unlink", help="forget a person's link")
+    unlink.add_argument("person", help="Marketo person id")
+    unlink.set_defaults(func=cmd_unlink)
+    resync = commands.add_parser("resync", help="forget a field's baseline so the next run re-merges it")
+    resync.add_argument("--field", required=True, help="Marketo field name of the mapping")
+    resync.add_argument("--person", help="only this Marketo person")
+    resync.set_defaults(func=cmd_resync)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mktdyn`` console script; errors become one line on stderr."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except MktdynError as exc:
+        sys.stderr.write(f"mktdyn: {exc}\n")
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

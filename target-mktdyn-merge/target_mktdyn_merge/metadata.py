@@ -1,0 +1,87 @@
+"""Both systems' field metadata, read once per run through their clients.
+
+The merge needs to know what each side can write (read-only fields are never sent, DESIGN §4), how Dynamics
+option values map to Marketo's labels, and the types the field map is checked against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from tap_dynamics_leads.metadata import AttributeMetadata
+from tap_marketo_leads.schema import FieldInfo, fields_from_describe
+
+from target_mktdyn_merge.normalize import OptionSet
+
+#: Company fields Marketo does not let ``leads.json`` write (reference §5.4: use Sync Companies).
+MARKETO_COMPANY_FIELDS = frozenset(
+    {
+        "company",
+        "site",
+        "billingStreet",
+        "billingCity",
+        "billingState",
+        "billingCountry",
+        "billingPostalCode",
+        "mainPhone",
+        "annualRevenue",
+        "numberOfEmployees",
+        "industry",
+        "sicCode",
+        "externalCompanyId",
+    }
+)
+OPTION_TYPES = frozenset({"Picklist", "State", "Status"})
+
+
+@dataclass(frozen=True)
+class SyncMetadata:
+    """What the merge and the validation need to know about both systems."""
+
+    marketo_fields: Mapping[str, FieldInfo]
+    dynamics_attributes: Mapping[str, Mapping[str, AttributeMetadata]]  # entity -> column -> metadata
+    marketo_types: Mapping[str, str] = field(init=False)
+    dynamics_types: Mapping[str, Mapping[str, str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "marketo_types", {n: f.data_type for n, f in self.marketo_fields.items()})
+        object.__setattr__(
+            self,
+            "dynamics_types",
+            {
+                entity: {c: a.type_name or a.attribute_type for c, a in columns.items()}
+                for entity, columns in self.dynamics_attributes.items()
+            },
+        )
+
+    @property
+    def marketo_read_only(self) -> frozenset[str]:
+        """Fields ``leads.json`` cannot write: read-only in describe, or company fields."""
+        return frozenset(n for n, f in self.marketo_fields.items() if f.read_only) | MARKETO_COMPANY_FIELDS
+
+    def dynamics_not_updatable(self, entity: str) -> frozenset[str]:
+        """Columns an update may not set (IsValidForUpdate false)."""
+        return frozenset(c for c, a in self.dynamics_attributes[entity].items() if not a.valid_for_update)
+
+    def dynamics_not_creatable(self, entity: str) -> frozenset[str]:
+        """Columns a create may not set (IsValidForCreate false)."""
+        return frozenset(c for c, a in self.dynamics_attributes[entity].items() if not a.valid_for_create)
+
+    def options(self, entity: str) -> dict[str, OptionSet]:
+        """Option sets of the entity's choice columns, by column."""
+        return {
+            column: OptionSet({o.value: o.label for o in attribute.options})
+            for column, attribute in self.dynamics_attributes[entity].items()
+            if attribute.attribute_type in OPTION_TYPES or attribute.options
+        }
+
+    @classmethod
+    def from_raw(
+        cls, describe: Iterable[Mapping[str, object]], attributes: Mapping[str, Iterable[AttributeMetadata]]
+    ) -> SyncMetadata:
+        """Build from Marketo's describe result and Dataverse attribute metadata per entity."""
+        return cls(
+            marketo_fields=fields_from_describe(describe),
+            dynamics_attributes={entity: {a.logical_name: a for a in attrs} for entity, attrs in attributes.items()},
+        )

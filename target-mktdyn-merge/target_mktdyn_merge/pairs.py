@@ -1,0 +1,102 @@
+"""Pairs (one Marketo person ⇄ one Dynamics lead or contact) and their baselines, as stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from target_mktdyn_merge import store_schema as tables
+from target_mktdyn_merge.fieldmap import Entity
+from target_mktdyn_merge.merge import BaselineEntry, FieldGuard
+from target_mktdyn_merge.values import dumps, now_iso
+
+_CHUNK = 500
+
+
+@dataclass
+class Pair:
+    """A link and what was last confirmed stored on each side, per field."""
+
+    marketo_id: str
+    entity: Entity
+    dynamics_id: str
+    authority: str
+    pair_id: int | None = None
+    first_merge_done: bool = False
+    baseline: dict[str, BaselineEntry] = field(default_factory=dict)
+    guards: dict[str, FieldGuard] = field(default_factory=dict)
+
+
+def _from_row(row: sa.Row[Any]) -> Pair:
+    mapping = row._mapping
+    return Pair(
+        marketo_id=str(mapping["marketo_id"]),
+        entity="contact" if mapping["entity"] == "contact" else "lead",
+        dynamics_id=str(mapping["dynamics_id"]),
+        authority=str(mapping["authority"]),
+        pair_id=int(mapping["pair_id"]),
+        first_merge_done=bool(mapping["first_merge_done"]),
+        baseline={k: BaselineEntry.from_dict(v) for k, v in json.loads(str(mapping["baseline"])).items()},
+        guards={k: FieldGuard.from_dict(v) for k, v in json.loads(str(mapping["guard"])).items()},
+    )
+
+
+def pairs_by_person(connection: sa.Connection, person_ids: Iterable[str]) -> dict[str, Pair]:
+    """Existing pairs of these Marketo persons."""
+    table = tables.pairs
+    ids = sorted(set(person_ids))
+    found: dict[str, Pair] = {}
+    for start in range(0, len(ids), _CHUNK):
+        for row in connection.execute(sa.select(table).where(table.c.marketo_id.in_(ids[start : start + _CHUNK]))):
+            pair = _from_row(row)
+            found[pair.marketo_id] = pair
+    return found
+
+
+def pairs_by_dynamics(connection: sa.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Pair]:
+    """Existing pairs of these (entity, Dynamics id) rows."""
+    table = tables.pairs
+    found: dict[tuple[str, str], Pair] = {}
+    by_entity: dict[str, list[str]] = {}
+    for entity, row_id in keys:
+        by_entity.setdefault(entity, []).append(row_id)
+    for entity, ids in by_entity.items():
+        for start in range(0, len(ids), _CHUNK):
+            query = sa.select(table).where(
+                table.c.entity == entity, table.c.dynamics_id.in_(ids[start : start + _CHUNK])
+            )
+            for row in connection.execute(query):
+                pair = _from_row(row)
+                found[(pair.entity, pair.dynamics_id)] = pair
+    return found
+
+
+def save_pair(connection: sa.Connection, pair: Pair, run_id: str) -> None:
+    """Insert or update a pair (a moved pair keeps its row; its Dynamics side changes)."""
+    table = tables.pairs
+    values = {
+        "marketo_id": pair.marketo_id,
+        "entity": pair.entity,
+        "dynamics_id": pair.dynamics_id,
+        "authority": pair.authority,
+        "first_merge_done": pair.first_merge_done,
+        "baseline": dumps({k: v.to_dict() for k, v in pair.baseline.items()}),
+        "guard": dumps({k: v.to_dict() for k, v in pair.guards.items()}),
+    }
+    if pair.pair_id is None:
+        result = connection.execute(sa.insert(table).values(linked_at=now_iso(), linked_run=run_id, **values))
+        key = result.inserted_primary_key
+        assert key is not None
+        pair.pair_id = int(key[0])
+    else:
+        connection.execute(sa.update(table).where(table.c.pair_id == pair.pair_id).values(**values))
+
+
+def delete_pair(connection: sa.Connection, pair: Pair) -> None:
+    """Unlink: forget the pair and its baseline."""
+    if pair.pair_id is not None:
+        connection.execute(sa.delete(tables.pairs).where(tables.pairs.c.pair_id == pair.pair_id))

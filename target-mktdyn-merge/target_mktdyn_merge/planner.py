@@ -1,0 +1,588 @@
+"""Turns what changed in the store into links, merges, creates and deletes, in batches.
+
+The planner reads staged records whose content changed since the last merge (the "dirty" ones), decides
+with the pure modules (``matching``, ``merge``, ``policies``), and records the decisions: activities in the
+log, writes in the outbox, pairs and baselines in the store. Each batch is one transaction, so a crash
+leaves either all of a batch's decisions or none.
+
+A dry run sends nothing and keeps only facts about the two systems: the activity log, ``dry_run`` outbox
+entries, links found by matching, and the baseline of fields both systems already agree on. It never
+unlinks, never saves the ping-pong guard and never marks a record merged, so the first real run after a
+series of dry runs still sees every change, delete and planned write those dry runs reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from target_mktdyn_merge import store_schema as tables
+from target_mktdyn_merge.activity import Activity, FieldChange, record_activities
+from target_mktdyn_merge.fieldmap import Entity, FieldMap
+from target_mktdyn_merge.matching import (
+    DynamicsRow,
+    ExistingLink,
+    PersonRef,
+    match_dynamics_rows,
+    match_person,
+)
+from target_mktdyn_merge.merge import MergeResult, PairInput, confirm_baseline, merge_pair
+from target_mktdyn_merge.metadata import SyncMetadata
+from target_mktdyn_merge.outbox import PlannedWrite, plan_writes
+from target_mktdyn_merge.pairs import Pair, delete_pair, pairs_by_dynamics, pairs_by_person, save_pair
+from target_mktdyn_merge.policies import (
+    SubjectTemplateError,
+    SyncPolicy,
+    decide_create_in_dynamics,
+    decide_create_in_marketo,
+    decide_delete,
+    lead_create_payload,
+    person_create_payload,
+)
+from target_mktdyn_merge.store import StagedRecord, Store
+from target_mktdyn_merge.streams import DYNAMICS_STREAM
+
+logger = logging.getLogger(__name__)
+
+PERSONS = "marketo_leads"
+ENTITIES: tuple[Entity, Entity] = ("contact", "lead")
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """What one planning pass needs to know besides the store."""
+
+    run_id: str
+    run_number: int
+    dry_run: bool
+    field_map: FieldMap
+    policy: SyncPolicy
+    metadata: SyncMetadata
+    sync_filter_field: str | None
+    batch_size: int = 500
+
+
+@dataclass
+class _Batch:
+    """Decisions of one batch, written in one transaction."""
+
+    activities: list[Activity] = field(default_factory=list)
+    writes: list[PlannedWrite] = field(default_factory=list)
+    pairs_to_save: dict[str, Pair] = field(default_factory=dict)
+    pairs_to_delete: list[Pair] = field(default_factory=list)
+    merged: dict[str, list[StagedRecord]] = field(default_factory=dict)
+
+    def mark(self, record: StagedRecord) -> None:
+        self.merged.setdefault(record.source, []).append(record)
+
+
+class Planner:
+    """One merge pass over everything that changed since the last one."""
+
+    def __init__(self, store: Store, settings: PlanSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.processed_persons: set[str] = set()
+        self.created_for_email: set[str] = set()
+        # Links made in this run (a dry run does not save them, but must not link a row twice).
+        self.run_links: dict[tuple[str, str], str] = {}
+        self.counts: Counter[str] = Counter()
+        self.qualified: dict[str, list[StagedRecord]] = {}
+
+    # -- entry point ----------------------------------------------------------------------------
+    def run(self) -> Counter[str]:
+        """Plan everything; return counts of activities by action."""
+        self._collect_qualifications()
+        for records in self.store.dirty_records(PERSONS, self.settings.batch_size):
+            self._person_batch(records)
+        for entity in ENTITIES:
+            for records in self.store.dirty_records(DYNAMICS_STREAM[entity], self.settings.batch_size):
+                self._dynamics_batch(entity, records)
+        return self.counts
+
+    def _collect_qualifications(self) -> None:
+        """Contacts created by qualifying a lead, by that lead's id (they move the lead's pair)."""
+        for records in self.store.dirty_records(DYNAMICS_STREAM["contact"], self.settings.batch_size):
+            for record in records:
+                lead_id = record.fields.get("_originatingleadid_value")
+                if lead_id and not record.deleted:
+                    self.qualified.setdefault(str(lead_id), []).append(record)
+
+    # -- batches --------------------------------------------------------------------------------
+    def _person_batch(self, records: list[StagedRecord]) -> None:
+        batch = _Batch()
+        with self.store.transaction() as connection:
+            pairs = pairs_by_person(connection, (r.record_id for r in records))
+        for record in records:
+            if record.record_id in self.processed_persons:
+                continue
+            if record.deleted:
+                self._person_deleted(record, pairs.get(record.record_id), batch)
+            else:
+                self._person(record, pairs.get(record.record_id), batch)
+            batch.mark(record)
+        self._commit(batch)
+
+    def _dynamics_batch(self, entity: Entity, records: list[StagedRecord]) -> None:
+        batch = _Batch()
+        with self.store.transaction() as connection:
+            pairs = pairs_by_dynamics(connection, ((entity, r.record_id) for r in records))
+        for record in records:
+            pair = pairs.get((entity, record.record_id))
+            linked_person = pair.marketo_id if pair else self.run_links.get((entity, record.record_id))
+            if record.deleted:
+                if pair is not None:
+                    self._dynamics_deleted(entity, record, pair, batch)
+            elif linked_person is not None:
+                if linked_person not in self.processed_persons:
+                    person = self.store.staged_record(PERSONS, linked_person)
+                    if person is not None and not person.deleted:
+                        with self.store.transaction() as connection:
+                            self._person(person, pairs_by_person(connection, [linked_person]).get(linked_person), batch)
+            else:
+                self._unlinked_row(entity, record, batch)
+            batch.mark(record)
+        self._commit(batch)
+
+    def _commit(self, batch: _Batch) -> None:
+        """Write one batch's decisions atomically (in a dry run: only the log and the dry-run outbox)."""
+        settings = self.settings
+        for activity in batch.activities:
+            if settings.dry_run:
+                activity.details.setdefault("dry_run", True)
+            self.counts[activity.action] += 1
+        with self.store.transaction() as connection:
+            record_activities(self.store, settings.run_id, batch.activities, connection)
+            plan_writes(connection, settings.run_id, batch.writes, "dry_run" if settings.dry_run else "planned")
+            for pair in batch.pairs_to_save.values():
+                save_pair(connection, pair, settings.run_id)
+            if settings.dry_run:
+                return
+            for pair in batch.pairs_to_delete:
+                delete_pair(connection, pair)
+            staged = tables.staged
+            for source, records in batch.merged.items():
+                for record in records:
+                    connection.execute(
+                        sa.update(staged)
+                        .where(
+                            staged.c.source == source,
+                            staged.c.record_id == record.record_id,
+                            staged.c.changed_seq == record.changed_seq,
+                        )
+                        .values(merged_seq=record.changed_seq)
+                    )
+
+    # -- persons --------------------------------------------------------------------------------
+    def _candidates(self, email: str | None) -> list[DynamicsRow]:
+        if not email:
+            return []
+        rows: list[DynamicsRow] = []
+        for entity in ENTITIES:
+            found = self.store.staged_by_email(DYNAMICS_STREAM[entity], [email]).get(email, [])
+            if not found:
+                continue
+            with self.store.transaction() as connection:
+                linked = pairs_by_dynamics(connection, ((entity, r.record_id) for r in found))
+            for record in found:
+                pair = linked.get((entity, record.record_id))
+                rows.append(
+                    self._row(
+                        entity, record, pair.marketo_id if pair else self.run_links.get((entity, record.record_id))
+                    )
+                )
+        return rows
+
+    def _row(self, entity: Entity, record: StagedRecord, linked_person: str | None) -> DynamicsRow:
+        fields = record.fields
+        filter_field = self.settings.sync_filter_field
+        statecode = fields.get("statecode")
+        return DynamicsRow(
+            entity=entity,
+            id=record.record_id,
+            email=fields.get("emailaddress1"),
+            statecode=int(statecode) if isinstance(statecode, int | float) else None,
+            originating_lead_id=fields.get("_originatingleadid_value"),
+            linked_person_id=linked_person,
+            sync_filter=fields.get(filter_field) if filter_field else None,
+        )
+
+    def _person(self, person: StagedRecord, pair: Pair | None, batch: _Batch) -> None:
+        """Match one live person, then merge, link or plan a create."""
+        self.processed_persons.add(person.record_id)
+        email = person.email_norm
+        link = None
+        if pair is not None:
+            row = self.store.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
+            link = ExistingLink(pair.entity, pair.dynamics_id, row is not None and not row.deleted)
+        qualified = []
+        if pair is not None and pair.entity == "lead":
+            qualified = [self._row("contact", c, None) for c in self.qualified.get(pair.dynamics_id, [])]
+        same_email = self.store.staged_by_email(PERSONS, [email]).get(email, []) if email else []
+        result = match_person(
+            PersonRef(person.record_id, person.fields.get("email")),
+            link,
+            self._candidates(email),
+            qualified_contacts=qualified,
+            persons_with_email=max(1, len(same_email)),
+        )
+        if result.outcome in ("linked", "moved_to_contact", "new_link"):
+            assert result.entity is not None
+            assert result.dynamics_id is not None
+            if result.outcome == "new_link" or pair is None:
+                # A stale link (its row is gone) is replaced in place: same pair row, fresh baseline.
+                pair = Pair(
+                    person.record_id,
+                    result.entity,
+                    result.dynamics_id,
+                    result.authority or "marketo",
+                    pair_id=pair.pair_id if pair is not None else None,
+                )
+                batch.activities.append(
+                    Activity("linked", person.record_id, result.entity, result.dynamics_id, "none", rule=result.reason)
+                )
+            elif result.outcome == "moved_to_contact":
+                pair.entity, pair.dynamics_id = result.entity, result.dynamics_id
+                pair.authority = result.authority or "dynamics"
+                batch.activities.append(
+                    Activity(
+                        "linked",
+                        person.record_id,
+                        result.entity,
+                        result.dynamics_id,
+                        "none",
+                        rule=result.reason,
+                        details={"moved_from_lead": True},
+                    )
+                )
+            self.run_links[(pair.entity, pair.dynamics_id)] = person.record_id
+            row = self.store.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
+            if row is None or row.deleted:
+                return
+            self._merge(person, row, pair, batch)
+            return
+        if result.outcome == "ambiguous":
+            batch.activities.append(
+                Activity(
+                    "ambiguous_match",
+                    person.record_id,
+                    rule=result.reason,
+                    details={"candidates": list(result.candidates)},
+                )
+            )
+            return
+        decision = decide_create_in_dynamics(person.fields, result, self.settings.policy)
+        if not decision.create:
+            batch.activities.append(
+                Activity("skipped", person.record_id, "lead", None, "to_dynamics", rule=decision.reason)
+            )
+            return
+        self._plan_lead_create(person, batch, decision.reason)
+
+    def _plan_lead_create(self, person: StagedRecord, batch: _Batch, reason: str) -> None:
+        settings = self.settings
+        try:
+            payload = lead_create_payload(
+                person.fields,
+                settings.policy,
+                field_map=settings.field_map,
+                options=settings.metadata.options("lead"),
+                not_creatable=settings.metadata.dynamics_not_creatable("lead"),
+            )
+        except SubjectTemplateError as exc:
+            batch.activities.append(
+                Activity(
+                    "validation_failed",
+                    person.record_id,
+                    "lead",
+                    None,
+                    "to_dynamics",
+                    rule="lead_subject_template",
+                    error_code="template",
+                    error_message=str(exc),
+                )
+            )
+            return
+        batch.writes.append(
+            PlannedWrite(
+                "dynamics",
+                "create",
+                payload,
+                entity="lead",
+                idempotency_key=f"lead-for-person:{person.record_id}",
+                context={"person_id": person.record_id},
+            )
+        )
+        batch.activities.append(
+            Activity(
+                "created",
+                person.record_id,
+                "lead",
+                None,
+                "to_dynamics",
+                fields=[FieldChange(k, None, v) for k, v in sorted(payload.items())],
+                rule=reason,
+            )
+        )
+
+    def _merge(self, person: StagedRecord, row: StagedRecord, pair: Pair, batch: _Batch) -> None:
+        """Field-by-field merge of a linked pair; plan the writes it calls for."""
+        settings = self.settings
+        entity: Entity = pair.entity
+        metadata = settings.metadata
+        result = merge_pair(
+            PairInput(
+                entity=entity,
+                marketo=person.fields,
+                dynamics=row.fields,
+                run_number=settings.run_number,
+                baseline=pair.baseline,
+                first_link=not pair.first_merge_done,
+                options=metadata.options(entity),
+                marketo_read_only=metadata.marketo_read_only,
+                dynamics_read_only=metadata.dynamics_not_updatable(entity),
+                field_map=settings.field_map,
+                guards=pair.guards,
+            )
+        )
+        self._log_merge(person, row, pair, result, batch)
+        if result.to_dynamics:
+            batch.writes.append(
+                PlannedWrite(
+                    "dynamics",
+                    "update",
+                    dict(result.to_dynamics),
+                    entity=entity,
+                    target_id=row.record_id,
+                    pair_id=pair.pair_id,
+                    context={"person_id": person.record_id, "etag": row.fields.get("odata_etag")},
+                )
+            )
+        if result.to_marketo:
+            batch.writes.append(
+                PlannedWrite(
+                    "marketo",
+                    "update",
+                    {"id": int(person.record_id), **result.to_marketo},
+                    target_id=person.record_id,
+                    pair_id=pair.pair_id,
+                    context={"entity": entity, "dynamics_id": row.record_id},
+                )
+            )
+        # Only what both systems already agree on moves the baseline here; planned writes move it once
+        # they are confirmed stored (write-back).
+        pair.baseline = confirm_baseline(pair.baseline, result, options=metadata.options(entity))
+        pair.first_merge_done = True
+        if not settings.dry_run:
+            pair.guards = dict(result.guards)
+        batch.pairs_to_save[person.record_id] = pair
+
+    def _log_merge(
+        self, person: StagedRecord, row: StagedRecord, pair: Pair, result: MergeResult, batch: _Batch
+    ) -> None:
+        base: dict[str, Any] = {"person_id": person.record_id, "entity": pair.entity, "dynamics_id": row.record_id}
+        for decision in result.collisions:
+            batch.activities.append(
+                Activity(
+                    "collision",
+                    direction=f"to_{'dynamics' if decision.winner == 'marketo' else 'marketo'}",
+                    fields=[FieldChange(decision.field, decision.marketo_value, decision.dynamics_value)],
+                    winner=decision.winner,
+                    rule=decision.rule,
+                    **base,
+                )
+            )
+        for direction, changes in (("to_dynamics", result.to_dynamics), ("to_marketo", result.to_marketo)):
+            if not changes:
+                continue
+            fields = []
+            for decision in result.decisions:
+                if decision.outcome == direction:
+                    old = decision.dynamics_value if direction == "to_dynamics" else decision.marketo_value
+                    name = decision.column if direction == "to_dynamics" else decision.field
+                    fields.append(FieldChange(name, old, decision.written_value))
+            batch.activities.append(Activity("updated", direction=direction, fields=fields, **base))
+        for decision in result.decisions:
+            if decision.outcome in ("blocked", "frozen"):
+                batch.activities.append(
+                    Activity(
+                        "skipped",
+                        direction="none",
+                        rule=decision.rule,
+                        fields=[FieldChange(decision.field, decision.marketo_value, decision.dynamics_value)],
+                        details={"outcome": decision.outcome},
+                        **base,
+                    )
+                )
+        if not result.has_writes and not result.collisions:
+            batch.activities.append(Activity("unchanged", direction="none", **base))
+
+    def _person_deleted(self, person: StagedRecord, pair: Pair | None, batch: _Batch) -> None:
+        self.processed_persons.add(person.record_id)
+        if pair is None:
+            return
+        row = self.store.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
+        decision = decide_delete(
+            "marketo",
+            pair.dynamics_id,
+            self.settings.policy,
+            dynamics_entity=pair.entity,
+            target_exists=row is not None and not row.deleted,
+        )
+        self._apply_delete(decision, person.record_id, pair, batch)
+
+    def _dynamics_deleted(self, entity: Entity, record: StagedRecord, pair: Pair, batch: _Batch) -> None:
+        person = self.store.staged_record(PERSONS, pair.marketo_id)
+        decision = decide_delete(
+            "dynamics",
+            pair.marketo_id,
+            self.settings.policy,
+            dynamics_entity=entity,
+            target_exists=person is not None and not person.deleted,
+        )
+        self._apply_delete(decision, pair.marketo_id, pair, batch)
+        self.processed_persons.add(pair.marketo_id)
+
+    def _apply_delete(self, decision: Any, person_id: str, pair: Pair, batch: _Batch) -> None:
+        target_system = decision.target_side
+        if decision.action == "delete":
+            batch.writes.append(
+                PlannedWrite(
+                    target_system,
+                    "delete",
+                    {},
+                    entity=decision.target_entity,
+                    target_id=decision.target_id,
+                    pair_id=pair.pair_id,
+                )
+            )
+        elif decision.action == "flag":
+            payload = dict(decision.flag_payload)
+            if target_system == "marketo":
+                payload = {"id": int(decision.target_id), **payload}
+            batch.writes.append(
+                PlannedWrite(
+                    target_system,
+                    "flag",
+                    payload,
+                    entity=decision.target_entity,
+                    target_id=decision.target_id,
+                    pair_id=pair.pair_id,
+                )
+            )
+        direction = f"to_{target_system}" if decision.action != "ignore" else "none"
+        batch.activities.append(
+            Activity(
+                decision.activity,
+                person_id,
+                pair.entity,
+                pair.dynamics_id,
+                direction,
+                rule=decision.reason,
+                details={"deleted_side": decision.deleted_side},
+            )
+        )
+        if decision.activity != "unlinked":
+            batch.activities.append(
+                Activity(
+                    "unlinked",
+                    person_id,
+                    pair.entity,
+                    pair.dynamics_id,
+                    "none",
+                    rule=f"the {decision.deleted_side} side was deleted",
+                )
+            )
+        batch.pairs_to_delete.append(pair)
+
+    # -- Dynamics rows with no pair -------------------------------------------------------------
+    def _unlinked_row(self, entity: Entity, record: StagedRecord, batch: _Batch) -> None:
+        email = record.email_norm
+        persons = self.store.staged_by_email(PERSONS, [email]).get(email, []) if email else []
+        if persons:
+            with self.store.transaction() as connection:
+                pairs = pairs_by_person(connection, (p.record_id for p in persons))
+            for person in persons:
+                if person.record_id not in self.processed_persons:
+                    self._person(person, pairs.get(person.record_id), batch)
+            return
+        if email and email in self.created_for_email:
+            return
+        rows = [
+            self._row(e, r, None)
+            for e in ENTITIES
+            for r in (self.store.staged_by_email(DYNAMICS_STREAM[e], [email]).get(email, []) if email else [])
+        ]
+        if not rows:
+            rows = [self._row(entity, record, None)]
+        reverse = match_dynamics_rows(rows, [])
+        decision = decide_create_in_marketo(reverse, self.settings.policy)
+        chosen = reverse.row
+        if not decision.create or chosen is None:
+            if reverse.outcome == "ambiguous":
+                batch.activities.append(
+                    Activity(
+                        "ambiguous_match",
+                        None,
+                        entity,
+                        record.record_id,
+                        "to_marketo",
+                        rule=reverse.reason,
+                        details={"candidates": list(reverse.candidates)},
+                    )
+                )
+            else:
+                batch.activities.append(
+                    Activity("skipped", None, entity, record.record_id, "to_marketo", rule=decision.reason)
+                )
+            return
+        if email:
+            self.created_for_email.add(email)
+        source = (
+            record
+            if chosen.id == record.record_id
+            else self.store.staged_record(DYNAMICS_STREAM[chosen.entity], chosen.id)
+        )
+        fields = source.fields if source is not None else record.fields
+        payload = person_create_payload(
+            fields,
+            chosen.entity,
+            field_map=self.settings.field_map,
+            options=self.settings.metadata.options(chosen.entity),
+            marketo_read_only=self.settings.metadata.marketo_read_only,
+        )
+        batch.writes.append(
+            PlannedWrite(
+                "marketo",
+                "create",
+                payload,
+                entity=chosen.entity,
+                target_id=None,
+                idempotency_key=f"person-for-{chosen.entity}:{chosen.id}",
+                context={"dynamics_id": chosen.id, "entity": chosen.entity},
+            )
+        )
+        batch.activities.append(
+            Activity(
+                "created",
+                None,
+                chosen.entity,
+                chosen.id,
+                "to_marketo",
+                fields=[FieldChange(k, None, v) for k, v in sorted(payload.items())],
+                rule=decision.reason,
+            )
+        )
+
+
+def merge_run_number(store: Store) -> int:
+    """How many merge runs the store has seen (the ping-pong guard's clock)."""
+    with store.transaction() as connection:
+        value = connection.execute(
+            sa.select(sa.func.count()).select_from(tables.runs).where(tables.runs.c.mode.in_(["merge", "dry_run"]))
+        ).scalar()
+    return int(value or 0)
