@@ -41,10 +41,23 @@ def meltano_kind(schema: dict[str, Any]) -> str:
     }.get(kind, "string")
 
 
-def settings_for(schema: dict[str, Any]) -> list[dict[str, Any]]:
-    """Meltano setting definitions mirroring a config_jsonschema."""
+def sdk_builtin_settings(plugin: Any) -> set[str]:
+    """Settings the SDK itself adds (stream maps, flattening, batch); Meltano knows them already.
+
+    The SDK appends them to the class's ``config_jsonschema`` in place once a plugin has run in the process,
+    so they are recognised by name rather than by the schema's state.
+    """
+    probe: dict[str, Any] = {"properties": {}}
+    plugin.append_builtin_config(probe)
+    return set(probe["properties"])
+
+
+def settings_for(schema: dict[str, Any], exclude: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Meltano setting definitions mirroring a config_jsonschema (without the ``exclude``d names)."""
     settings = []
     for name, prop in schema["properties"].items():
+        if name in exclude:
+            continue
         setting: dict[str, Any] = {"name": name, "label": prop.get("title", name), "kind": meltano_kind(prop)}
         if prop.get("description"):
             setting["description"] = prop["description"]
@@ -64,7 +77,9 @@ def write(path: Path) -> None:
     for group in project.get("plugins", {}).values():
         for plugin in group:
             if plugin["name"] in PLUGINS:
-                plugin["settings"] = settings_for(PLUGINS[plugin["name"]].config_jsonschema)
+                plugin["settings"] = settings_for(
+                    PLUGINS[plugin["name"]].config_jsonschema, sdk_builtin_settings(PLUGINS[plugin["name"]])
+                )
     path.write_text(yaml.safe_dump(project, sort_keys=False, allow_unicode=True, width=110))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.meltano_settings import PLUGINS, settings_for
+from scripts.meltano_settings import PLUGINS, sdk_builtin_settings, settings_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT: dict[str, Any] = yaml.safe_load((ROOT / "meltano.yml").read_text())
@@ -21,7 +21,7 @@ def plugin(name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(PLUGINS))
 def test_settings_mirror_config_jsonschema(name: str) -> None:
     declared = plugin(name)["settings"]
-    expected = settings_for(PLUGINS[name].config_jsonschema)
+    expected = settings_for(PLUGINS[name].config_jsonschema, sdk_builtin_settings(PLUGINS[name]))
     assert [s["name"] for s in declared] == [s["name"] for s in expected], "run scripts/meltano_settings.py --write"
     assert declared == expected, "run scripts/meltano_settings.py --write"
 
