@@ -9,6 +9,7 @@ bookmark second (remembered with their ETags) are not sent again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -162,12 +163,20 @@ class DataverseStream(Stream):
         self, state: dict[str, Any], select: list[str], delta_link: str | None
     ) -> Iterator[dict[str, Any]]:
         new_link: str | None = None
+        full = delta_link is None
+        if full:
+            # A read of every row: its records carry a version, and ACTIVATE_VERSION closes it, so a loader can
+            # tell that rows it holds but this read did not return were deleted (key reconciliation).
+            self._stream_version = int(time.time() * 1000)
         for page in self.client.changes(self.entity.entity_set_name, select, delta_link):
             for row in page.rows:
                 yield self._record(row, select)
             for row_id in page.deleted:
                 yield self._delete_record(row_id)
             new_link = page.delta_link or new_link
+        if full and self._stream_version is not None:
+            self._write_activate_version_message(self._stream_version)
+            self._stream_version = None
         if new_link:
             state[DELTA_LINK] = new_link
             state[DELTA_SELECT] = ",".join(select)

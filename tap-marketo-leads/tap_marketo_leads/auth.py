@@ -110,7 +110,8 @@ class TokenSource:
                 SYSTEM,
                 REQUEST,
                 str(error or response.status_code),
-                f"{description or response.text[:200]} (check the settings client_id and client_secret)",
+                f"{description or response.text[:200]} (check the settings {connection.setting_prefix}client_id "
+                f"and {connection.setting_prefix}client_secret)",
                 response.status_code,
             )
         if response.status_code != 200 or not isinstance(payload, dict):

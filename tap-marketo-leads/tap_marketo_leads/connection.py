@@ -96,6 +96,9 @@ class MarketoConnection:
     user_agent: str = DEFAULT_USER_AGENT
     max_daily_calls: int = 10_000
     page_size: int = MAX_BATCH
+    #: How the settings are named where they came from ("" in the tap, "marketo_" in the target), so errors
+    #: name the setting the user actually has to fix.
+    setting_prefix: str = field(default="", compare=False)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], prefix: str = "") -> MarketoConnection:
@@ -125,4 +128,5 @@ class MarketoConnection:
             user_agent=user_agent,
             max_daily_calls=_whole_number(config, f"{prefix}max_daily_calls", 10_000, 1, None),
             page_size=_whole_number(config, f"{prefix}page_size", MAX_BATCH, 1, MAX_BATCH),
+            setting_prefix=prefix,
         )

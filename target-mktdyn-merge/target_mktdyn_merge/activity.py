@@ -134,3 +134,13 @@ def action_counts(store: Store, run_id: str) -> dict[tuple[str, str], int]:
     for action, direction, count in rows:
         counts[(action, direction or "-")] += count
     return dict(counts)
+
+
+def activity_to_dict(activity: Activity) -> dict[str, Any]:
+    """An activity as JSON-ready data (kept in an outbox entry until its write is confirmed)."""
+    return asdict(activity)
+
+
+def activity_from_dict(data: dict[str, Any]) -> Activity:
+    """The inverse of :func:`activity_to_dict`."""
+    return Activity(**{**data, "fields": [FieldChange(**change) for change in data.get("fields", [])]})

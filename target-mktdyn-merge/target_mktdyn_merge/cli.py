@@ -14,7 +14,8 @@ from mktdyn_common.errors import MktdynError
 from target_mktdyn_merge import store_schema as tables
 from target_mktdyn_merge.activity import Activity, iter_activities, record_activities
 from target_mktdyn_merge.report import pending_writes, render_report, table
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store import Store, new_run_id
+from target_mktdyn_merge.values import now_iso
 
 STORE_URL_ENV = ("MKTDYN_STORE_URL", "TARGET_MKTDYN_MERGE_STORE_URL")
 
@@ -106,10 +107,10 @@ def cmd_unlink(args: argparse.Namespace) -> int:
             raise MktdynError(f"person {args.person} is not linked")
         connection.execute(sa.delete(table_).where(table_.c.pair_id == pair.pair_id))
         _mark_dirty(connection, str(args.person), pair.entity, pair.dynamics_id)
-        run_id = f"manual-unlink-{args.person}"
+        run_id = f"{new_run_id()}-unlink"
         connection.execute(
             sa.insert(tables.runs).values(
-                run_id=run_id, mode="manual", status="succeeded", started_at=pair.linked_at, finished_at=pair.linked_at
+                run_id=run_id, mode="manual", status="succeeded", started_at=now_iso(), finished_at=now_iso()
             )
         )
         record_activities(
@@ -158,6 +159,15 @@ def cmd_resync(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Preflight the settings against both live APIs."""
+    from target_mktdyn_merge.check import load_config, run_check
+
+    failures = run_check(load_config(args.config), sys.stdout)
+    sys.stdout.write("\nAll checks passed.\n" if not failures else f"\n{failures} check(s) failed.\n")
+    return 0 if not failures else 1
+
+
 def _mark_dirty(connection: sa.Connection, person_id: str, entity: str, dynamics_id: str) -> None:
     staged = tables.staged
     stream = "dynamics_leads" if entity == "lead" else "dynamics_contacts"
@@ -190,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--field", required=True, help="Marketo field name of the mapping")
     resync.add_argument("--person", help="only this Marketo person")
     resync.set_defaults(func=cmd_resync)
+    check = commands.add_parser("check", help="preflight: settings, both APIs, field map, policies")
+    check.add_argument("--config", help="the target's config JSON (default: the MKTDYN_* environment variables)")
+    check.set_defaults(func=cmd_check)
     return parser
 
 

@@ -1,7 +1,8 @@
-"""The merging invocation: read both systems' metadata, check the configuration, plan, report.
+"""The merging invocation: read both systems' metadata, check the configuration, plan, write back, report.
 
-Write-back (executing the outbox against both APIs) is not part of this release: a run with
-``dry_run: false`` is refused with a clear message instead of pretending to sync.
+Exit codes (DESIGN §9.5): record-level outcomes (validation failures, rejected writes, skips) exit 0 and are
+reported, up to ``max_record_failures``; configuration, authentication, quota and store errors exit non-zero
+with a one-line reason naming the setting or the API code.
 """
 
 from __future__ import annotations
@@ -17,10 +18,16 @@ from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
 
 from target_mktdyn_merge.fieldmap import FieldMap, parse_field_map, validate_field_map
+from target_mktdyn_merge.marketo_activities import post_activities
 from target_mktdyn_merge.metadata import SyncMetadata
+from target_mktdyn_merge.outcomes import Outcomes
+from target_mktdyn_merge.pair_merge import MergeContext
 from target_mktdyn_merge.planner import Planner, PlanSettings, merge_run_number
 from target_mktdyn_merge.policies import SyncPolicy, check_subject_template
 from target_mktdyn_merge.report import render_report
+from target_mktdyn_merge.validation import DynamicsValidator, MarketoValidator
+from target_mktdyn_merge.write_context import WriteContext
+from target_mktdyn_merge.writeback import write_back
 
 if TYPE_CHECKING:
     from target_mktdyn_merge.target import TargetMktdynMerge
@@ -44,15 +51,10 @@ def load_policy(config: dict[str, Any]) -> SyncPolicy:
         raise ConfigurationError(str(exc).split(":")[0], str(exc)) from exc
 
 
-def read_metadata(config: dict[str, Any]) -> SyncMetadata:
+def read_metadata(marketo: MarketoClient, dynamics: DataverseClient) -> SyncMetadata:
     """Marketo's describe and Dataverse's attribute metadata for lead and contact (reads only)."""
-    with MarketoClient(MarketoConnection.from_config(config, "marketo_")) as marketo:
-        describe = marketo.describe_leads()
-    dynamics = DataverseClient(DataverseConnection.from_config(config, "dynamics_"))
-    try:
-        attributes = {entity: dynamics.attributes(entity) for entity in ENTITIES}
-    finally:
-        dynamics.close()
+    describe = marketo.describe_leads()
+    attributes = {entity: dynamics.attributes(entity) for entity in ENTITIES}
     return SyncMetadata.from_raw(describe, attributes)
 
 
@@ -65,33 +67,72 @@ def check_configuration(field_map: FieldMap, policy: SyncPolicy, metadata: SyncM
 
 
 def run_merge(target: TargetMktdynMerge, run_id: str) -> None:
-    """Plan (and, in a dry run, report) everything that changed since the last merge."""
+    """Plan everything that changed since the last merge, then (unless a dry run) write it back."""
     config = dict(target.config)
     store = target.store
+    dry_run = bool(config.get("dry_run", False))
     try:
-        if not config.get("dry_run", True):
-            raise ConfigurationError(
-                "dry_run",
-                "write-back to Marketo and Dynamics is not available in this release; set dry_run: true "
-                "to plan and report what would be written",
-            )
         field_map = load_field_map(config)
         policy = load_policy(config)
-        metadata = read_metadata(config)
-        check_configuration(field_map, policy, metadata)
-        settings = PlanSettings(
-            run_id=run_id,
-            run_number=merge_run_number(store),
-            dry_run=True,
-            field_map=field_map,
-            policy=policy,
-            metadata=metadata,
-            sync_filter_field=config.get("sync_filter_field") or None,
-        )
-        counts: Counter[str] = Planner(store, settings).run()
+        marketo = MarketoClient(MarketoConnection.from_config(config, "marketo_"))
+        dynamics = DataverseClient(DataverseConnection.from_config(config, "dynamics_"))
+        try:
+            metadata = read_metadata(marketo, dynamics)
+            check_configuration(field_map, policy, metadata)
+            settings = PlanSettings(
+                run_id=run_id,
+                run_number=merge_run_number(store),
+                dry_run=dry_run,
+                field_map=field_map,
+                policy=policy,
+                metadata=metadata,
+                sync_filter_field=config.get("sync_filter_field") or None,
+            )
+            counts: Counter[str] = Planner(store, settings).run()
+            failures = 0
+            if not dry_run:
+                outcomes = Outcomes(store, run_id, MergeContext(metadata, field_map, settings.run_number))
+                context = WriteContext(
+                    store,
+                    run_id,
+                    settings_merge_context(settings),
+                    outcomes,
+                    DynamicsValidator(metadata.dynamics_attributes, config.get("enforce_required_levels") or "create"),
+                    MarketoValidator(metadata.marketo_fields),
+                )
+                counts.update(write_back(context, marketo, dynamics, int(config.get("dynamics_batch_size") or 100)))
+                failures = outcomes.failures()
+                activity_type = str(config.get("marketo_activity_type") or "")
+                if activity_type:
+                    counts["posted_to_marketo"] += post_activities(store, run_id, marketo, activity_type)
+            calls = {"marketo": dict(marketo.calls), "dynamics": dict(dynamics.calls)}
+        finally:
+            marketo.close()
+            dynamics.close()
     except MktdynError as exc:
         store.finish_run(run_id, "failed", error=str(exc))
         target.logger.error("merge failed: %s", exc)
         raise SystemExit(f"target-mktdyn-merge: {exc}") from exc
-    store.finish_run(run_id, "succeeded", {"activities": dict(counts), "staged": store.staged_counts()})
+    configured = config.get("max_record_failures")
+    limit = int(configured) if configured is not None else 1000
+    status = "failed" if failures > limit else "succeeded"
+    summary = {
+        "activities": dict(counts),
+        "staged": store.staged_counts(),
+        "api_calls": calls,
+        "record_failures": failures,
+    }
+    error = (
+        f"{failures} record-level failures exceed max_record_failures={limit}; see `mktdyn report`"
+        if status == "failed"
+        else None
+    )
+    store.finish_run(run_id, status, summary, error=error)
     render_report(store, run_id, sys.stderr)
+    if error:
+        raise SystemExit(f"target-mktdyn-merge: {error}")
+
+
+def settings_merge_context(settings: PlanSettings) -> MergeContext:
+    """The merge context of a plan's settings."""
+    return MergeContext(settings.metadata, settings.field_map, settings.run_number)

@@ -56,6 +56,11 @@ class SyncMetadata:
         )
 
     @property
+    def marketo_not_creatable(self) -> frozenset[str]:
+        """Fields a create through ``leads.json`` cannot set: read-only in describe (company fields can)."""
+        return frozenset(n for n, f in self.marketo_fields.items() if f.read_only)
+
+    @property
     def marketo_read_only(self) -> frozenset[str]:
         """Fields ``leads.json`` cannot write: read-only in describe, or company fields."""
         return frozenset(n for n, f in self.marketo_fields.items() if f.read_only) | MARKETO_COMPANY_FIELDS

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from target_mktdyn_merge import store_schema as tables
+from target_mktdyn_merge.activity import Activity, activity_from_dict, activity_to_dict
 from target_mktdyn_merge.values import dumps, now_iso
 
 SYSTEMS = ("marketo", "dynamics")
@@ -31,6 +32,8 @@ class PlannedWrite:
     pair_id: int | None = None
     idempotency_key: str | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
+    #: What to log once the write is confirmed (in a dry run: logged at once, as what would be done).
+    activity: Activity | None = None
 
     def __post_init__(self) -> None:
         if self.system not in SYSTEMS or self.action not in ACTIONS:
@@ -50,7 +53,7 @@ def plan_writes(connection: sa.Connection, run_id: str, writes: Iterable[Planned
             "target_id": w.target_id,
             "idempotency_key": w.idempotency_key,
             "payload": dumps(dict(w.payload)),
-            "context": dumps(dict(w.context)),
+            "context": dumps({**w.context, "activity": activity_to_dict(w.activity) if w.activity else None}),
             "status": status,
             "attempts": 0,
             "created_at": at,
@@ -75,3 +78,122 @@ def writes_of_run(connection: sa.Connection, run_id: str) -> list[dict[str, Any]
         item["context"] = json.loads(item["context"])
         result.append(item)
     return result
+
+
+#: Entries still owed: planned, in doubt (sent, no answer seen), or waiting for a retry.
+OWED = ("planned", "sent", "failed", "invalid", "deferred")
+#: Entries a newer plan for the same record replaces (an entry in doubt must be resolved first).
+REPLACEABLE = ("planned", "failed", "invalid", "deferred")
+
+
+@dataclass
+class OutboxEntry:
+    """One stored outbox entry."""
+
+    op_id: int
+    run_id: str
+    pair_id: int | None
+    system: str
+    action: str
+    entity: str | None
+    target_id: str | None
+    idempotency_key: str | None
+    payload: dict[str, Any]
+    context: dict[str, Any]
+    status: str
+    attempts: int
+
+    @property
+    def activity(self) -> Activity | None:
+        """The activity to log when this write is confirmed."""
+        data = self.context.get("activity")
+        return activity_from_dict(data) if data else None
+
+
+def supersede(connection: sa.Connection, writes: Iterable[PlannedWrite]) -> int:
+    """Retire owed entries that a newer plan for the same record replaces; return how many."""
+    outbox = tables.outbox
+    retired = 0
+    for write in writes:
+        if write.idempotency_key:
+            match = outbox.c.idempotency_key == write.idempotency_key
+        elif write.target_id and write.action in ("update", "flag"):
+            match = sa.and_(outbox.c.target_id == write.target_id, outbox.c.action.in_(["update", "flag"]))
+        else:
+            continue
+        result = connection.execute(
+            sa.update(outbox)
+            .where(match, outbox.c.system == write.system, outbox.c.status.in_(REPLACEABLE))
+            .values(status="superseded", updated_at=now_iso())
+        )
+        retired += result.rowcount or 0
+    return retired
+
+
+def due_entries(connection: sa.Connection, now: str, after_op_id: int = 0, limit: int = 1000) -> list[OutboxEntry]:
+    """Owed entries whose turn has come, oldest first, a page at a time (bounded memory)."""
+    outbox = tables.outbox
+    rows = connection.execute(
+        sa.select(outbox)
+        .where(
+            outbox.c.op_id > after_op_id,
+            sa.or_(
+                outbox.c.status.in_(["planned", "sent"]),
+                sa.and_(
+                    outbox.c.status.in_(["failed", "invalid", "deferred"]),
+                    sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+                ),
+            ),
+        )
+        .order_by(outbox.c.op_id)
+        .limit(limit)
+    ).all()
+    return [
+        OutboxEntry(
+            op_id=row.op_id,
+            run_id=row.run_id,
+            pair_id=row.pair_id,
+            system=row.system,
+            action=row.action,
+            entity=row.entity,
+            target_id=row.target_id,
+            idempotency_key=row.idempotency_key,
+            payload=json.loads(row.payload),
+            context=json.loads(row.context),
+            status=row.status,
+            attempts=row.attempts,
+        )
+        for row in rows
+    ]
+
+
+def mark(
+    connection: sa.Connection,
+    op_ids: Iterable[int],
+    status: str,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    next_attempt_at: str | None = None,
+    count_attempt: bool = False,
+    payload: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> None:
+    """Move entries to ``status`` (with the error seen and when to try again)."""
+    outbox = tables.outbox
+    values: dict[str, Any] = {
+        "status": status,
+        "updated_at": now_iso(),
+        "error_code": error_code,
+        "error_message": error_message,
+        "next_attempt_at": next_attempt_at,
+    }
+    if count_attempt:
+        values["attempts"] = outbox.c.attempts + 1
+    if payload is not None:
+        values["payload"] = dumps(dict(payload))
+    if context is not None:
+        values["context"] = dumps(dict(context))
+    ids = list(op_ids)
+    for start in range(0, len(ids), 500):
+        connection.execute(sa.update(outbox).where(outbox.c.op_id.in_(ids[start : start + 500])).values(**values))

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from target_mktdyn_merge import store_schema as tables
 from target_mktdyn_merge.activity import Activity, FieldChange, record_activities
+from target_mktdyn_merge.crashpoints import crash_point
 from target_mktdyn_merge.fieldmap import Entity, FieldMap
 from target_mktdyn_merge.matching import (
     DynamicsRow,
@@ -30,9 +31,10 @@ from target_mktdyn_merge.matching import (
     match_dynamics_rows,
     match_person,
 )
-from target_mktdyn_merge.merge import MergeResult, PairInput, confirm_baseline, merge_pair
+from target_mktdyn_merge.merge import confirm_baseline
 from target_mktdyn_merge.metadata import SyncMetadata
-from target_mktdyn_merge.outbox import PlannedWrite, plan_writes
+from target_mktdyn_merge.outbox import PlannedWrite, plan_writes, supersede
+from target_mktdyn_merge.pair_merge import MergeContext, decision_activities, merge, merge_writes
 from target_mktdyn_merge.pairs import Pair, delete_pair, pairs_by_dynamics, pairs_by_person, save_pair
 from target_mktdyn_merge.policies import (
     SubjectTemplateError,
@@ -45,6 +47,7 @@ from target_mktdyn_merge.policies import (
 )
 from target_mktdyn_merge.store import StagedRecord, Store
 from target_mktdyn_merge.streams import DYNAMICS_STREAM
+from target_mktdyn_merge.tombstones import bury, fingerprint, still_buried
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ class _Batch:
     pairs_to_save: dict[str, Pair] = field(default_factory=dict)
     pairs_to_delete: list[Pair] = field(default_factory=list)
     merged: dict[str, list[StagedRecord]] = field(default_factory=dict)
+    #: (system, entity, id, deleted_at, fingerprint) of records whose counterpart was deleted.
+    tombstones: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
     def mark(self, record: StagedRecord) -> None:
         self.merged.setdefault(record.source, []).append(record)
@@ -92,6 +97,7 @@ class Planner:
         self.run_links: dict[tuple[str, str], str] = {}
         self.counts: Counter[str] = Counter()
         self.qualified: dict[str, list[StagedRecord]] = {}
+        self.merge_context = MergeContext(settings.metadata, settings.field_map, settings.run_number)
 
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> Counter[str]:
@@ -150,13 +156,18 @@ class Planner:
 
     def _commit(self, batch: _Batch) -> None:
         """Write one batch's decisions atomically (in a dry run: only the log and the dry-run outbox)."""
+        crash_point("plan-batch")
         settings = self.settings
+        if settings.dry_run:  # what would be written is reported now; a real write's activity waits for it
+            batch.activities.extend(w.activity for w in batch.writes if w.activity is not None)
         for activity in batch.activities:
             if settings.dry_run:
                 activity.details.setdefault("dry_run", True)
             self.counts[activity.action] += 1
         with self.store.transaction() as connection:
             record_activities(self.store, settings.run_id, batch.activities, connection)
+            if not settings.dry_run:
+                supersede(connection, batch.writes)
             plan_writes(connection, settings.run_id, batch.writes, "dry_run" if settings.dry_run else "planned")
             for pair in batch.pairs_to_save.values():
                 save_pair(connection, pair, settings.run_id)
@@ -164,6 +175,8 @@ class Planner:
                 return
             for pair in batch.pairs_to_delete:
                 delete_pair(connection, pair)
+            for system, entity, record_id, deleted_at, print_ in batch.tombstones:
+                bury(connection, system, entity, record_id, deleted_at, print_, settings.run_id)
             staged = tables.staged
             for source, records in batch.merged.items():
                 for record in records:
@@ -275,6 +288,22 @@ class Planner:
                 )
             )
             return
+        print_ = fingerprint(self.settings.field_map, "lead", "marketo", person.fields)
+        with self.store.transaction() as connection:
+            buried = still_buried(connection, "marketo", "person", person.record_id, print_)
+        if buried is not None:
+            batch.activities.append(
+                Activity(
+                    "skipped",
+                    person.record_id,
+                    "lead",
+                    None,
+                    "to_dynamics",
+                    rule=f"its Dynamics record was deleted ({buried}); a lead is created again only when the person "
+                    "changes in Marketo",
+                )
+            )
+            return
         decision = decide_create_in_dynamics(person.fields, result, self.settings.policy)
         if not decision.create:
             batch.activities.append(
@@ -315,111 +344,31 @@ class Planner:
                 entity="lead",
                 idempotency_key=f"lead-for-person:{person.record_id}",
                 context={"person_id": person.record_id},
-            )
-        )
-        batch.activities.append(
-            Activity(
-                "created",
-                person.record_id,
-                "lead",
-                None,
-                "to_dynamics",
-                fields=[FieldChange(k, None, v) for k, v in sorted(payload.items())],
-                rule=reason,
+                activity=Activity(
+                    "created",
+                    person.record_id,
+                    "lead",
+                    None,
+                    "to_dynamics",
+                    fields=[FieldChange(k, None, v) for k, v in sorted(payload.items())],
+                    rule=reason,
+                ),
             )
         )
 
     def _merge(self, person: StagedRecord, row: StagedRecord, pair: Pair, batch: _Batch) -> None:
         """Field-by-field merge of a linked pair; plan the writes it calls for."""
         settings = self.settings
-        entity: Entity = pair.entity
-        metadata = settings.metadata
-        result = merge_pair(
-            PairInput(
-                entity=entity,
-                marketo=person.fields,
-                dynamics=row.fields,
-                run_number=settings.run_number,
-                baseline=pair.baseline,
-                first_link=not pair.first_merge_done,
-                options=metadata.options(entity),
-                marketo_read_only=metadata.marketo_read_only,
-                dynamics_read_only=metadata.dynamics_not_updatable(entity),
-                field_map=settings.field_map,
-                guards=pair.guards,
-            )
-        )
-        self._log_merge(person, row, pair, result, batch)
-        if result.to_dynamics:
-            batch.writes.append(
-                PlannedWrite(
-                    "dynamics",
-                    "update",
-                    dict(result.to_dynamics),
-                    entity=entity,
-                    target_id=row.record_id,
-                    pair_id=pair.pair_id,
-                    context={"person_id": person.record_id, "etag": row.fields.get("odata_etag")},
-                )
-            )
-        if result.to_marketo:
-            batch.writes.append(
-                PlannedWrite(
-                    "marketo",
-                    "update",
-                    {"id": int(person.record_id), **result.to_marketo},
-                    target_id=person.record_id,
-                    pair_id=pair.pair_id,
-                    context={"entity": entity, "dynamics_id": row.record_id},
-                )
-            )
+        result = merge(self.merge_context, pair, person.fields, row.fields)
+        batch.activities.extend(decision_activities(pair, result))
+        batch.writes.extend(merge_writes(pair, result, row.fields.get("odata_etag")))
         # Only what both systems already agree on moves the baseline here; planned writes move it once
         # they are confirmed stored (write-back).
-        pair.baseline = confirm_baseline(pair.baseline, result, options=metadata.options(entity))
+        pair.baseline = confirm_baseline(pair.baseline, result, options=settings.metadata.options(pair.entity))
         pair.first_merge_done = True
         if not settings.dry_run:
             pair.guards = dict(result.guards)
         batch.pairs_to_save[person.record_id] = pair
-
-    def _log_merge(
-        self, person: StagedRecord, row: StagedRecord, pair: Pair, result: MergeResult, batch: _Batch
-    ) -> None:
-        base: dict[str, Any] = {"person_id": person.record_id, "entity": pair.entity, "dynamics_id": row.record_id}
-        for decision in result.collisions:
-            batch.activities.append(
-                Activity(
-                    "collision",
-                    direction=f"to_{'dynamics' if decision.winner == 'marketo' else 'marketo'}",
-                    fields=[FieldChange(decision.field, decision.marketo_value, decision.dynamics_value)],
-                    winner=decision.winner,
-                    rule=decision.rule,
-                    **base,
-                )
-            )
-        for direction, changes in (("to_dynamics", result.to_dynamics), ("to_marketo", result.to_marketo)):
-            if not changes:
-                continue
-            fields = []
-            for decision in result.decisions:
-                if decision.outcome == direction:
-                    old = decision.dynamics_value if direction == "to_dynamics" else decision.marketo_value
-                    name = decision.column if direction == "to_dynamics" else decision.field
-                    fields.append(FieldChange(name, old, decision.written_value))
-            batch.activities.append(Activity("updated", direction=direction, fields=fields, **base))
-        for decision in result.decisions:
-            if decision.outcome in ("blocked", "frozen"):
-                batch.activities.append(
-                    Activity(
-                        "skipped",
-                        direction="none",
-                        rule=decision.rule,
-                        fields=[FieldChange(decision.field, decision.marketo_value, decision.dynamics_value)],
-                        details={"outcome": decision.outcome},
-                        **base,
-                    )
-                )
-        if not result.has_writes and not result.collisions:
-            batch.activities.append(Activity("unchanged", direction="none", **base))
 
     def _person_deleted(self, person: StagedRecord, pair: Pair | None, batch: _Batch) -> None:
         self.processed_persons.add(person.record_id)
@@ -434,6 +383,9 @@ class Planner:
             target_exists=row is not None and not row.deleted,
         )
         self._apply_delete(decision, person.record_id, pair, batch)
+        if row is not None and not row.deleted:
+            print_ = fingerprint(self.settings.field_map, pair.entity, "dynamics", row.fields)
+            batch.tombstones.append(("dynamics", pair.entity, pair.dynamics_id, person.deleted_at or "", print_))
 
     def _dynamics_deleted(self, entity: Entity, record: StagedRecord, pair: Pair, batch: _Batch) -> None:
         person = self.store.staged_record(PERSONS, pair.marketo_id)
@@ -446,46 +398,39 @@ class Planner:
         )
         self._apply_delete(decision, pair.marketo_id, pair, batch)
         self.processed_persons.add(pair.marketo_id)
+        if person is not None and not person.deleted:
+            print_ = fingerprint(self.settings.field_map, entity, "marketo", person.fields)
+            batch.tombstones.append(("marketo", "person", pair.marketo_id, record.deleted_at or "", print_))
 
     def _apply_delete(self, decision: Any, person_id: str, pair: Pair, batch: _Batch) -> None:
         target_system = decision.target_side
-        if decision.action == "delete":
-            batch.writes.append(
-                PlannedWrite(
-                    target_system,
-                    "delete",
-                    {},
-                    entity=decision.target_entity,
-                    target_id=decision.target_id,
-                    pair_id=pair.pair_id,
-                )
-            )
-        elif decision.action == "flag":
-            payload = dict(decision.flag_payload)
-            if target_system == "marketo":
+        direction = f"to_{target_system}" if decision.action != "ignore" else "none"
+        outcome = Activity(
+            decision.activity,
+            person_id,
+            pair.entity,
+            pair.dynamics_id,
+            direction,
+            rule=decision.reason,
+            details={"deleted_side": decision.deleted_side},
+        )
+        if decision.action in ("delete", "flag"):
+            payload = dict(decision.flag_payload) if decision.action == "flag" else {}
+            if decision.action == "flag" and target_system == "marketo":
                 payload = {"id": int(decision.target_id), **payload}
             batch.writes.append(
                 PlannedWrite(
                     target_system,
-                    "flag",
+                    decision.action,
                     payload,
                     entity=decision.target_entity,
                     target_id=decision.target_id,
-                    pair_id=pair.pair_id,
+                    context={"person_id": person_id, "dynamics_id": pair.dynamics_id},
+                    activity=outcome,
                 )
             )
-        direction = f"to_{target_system}" if decision.action != "ignore" else "none"
-        batch.activities.append(
-            Activity(
-                decision.activity,
-                person_id,
-                pair.entity,
-                pair.dynamics_id,
-                direction,
-                rule=decision.reason,
-                details={"deleted_side": decision.deleted_side},
-            )
-        )
+        else:
+            batch.activities.append(outcome)
         if decision.activity != "unlinked":
             batch.activities.append(
                 Activity(
@@ -511,6 +456,22 @@ class Planner:
                     self._person(person, pairs.get(person.record_id), batch)
             return
         if email and email in self.created_for_email:
+            return
+        print_ = fingerprint(self.settings.field_map, entity, "dynamics", record.fields)
+        with self.store.transaction() as connection:
+            buried = still_buried(connection, "dynamics", entity, record.record_id, print_)
+        if buried is not None:
+            batch.activities.append(
+                Activity(
+                    "skipped",
+                    None,
+                    entity,
+                    record.record_id,
+                    "to_marketo",
+                    rule=f"its Marketo person was deleted ({buried}); it is created again only when the {entity} "
+                    "changes in Dynamics",
+                )
+            )
             return
         rows = [
             self._row(e, r, None)
@@ -553,7 +514,7 @@ class Planner:
             chosen.entity,
             field_map=self.settings.field_map,
             options=self.settings.metadata.options(chosen.entity),
-            marketo_read_only=self.settings.metadata.marketo_read_only,
+            marketo_read_only=self.settings.metadata.marketo_not_creatable,
         )
         batch.writes.append(
             PlannedWrite(
@@ -564,17 +525,15 @@ class Planner:
                 target_id=None,
                 idempotency_key=f"person-for-{chosen.entity}:{chosen.id}",
                 context={"dynamics_id": chosen.id, "entity": chosen.entity},
-            )
-        )
-        batch.activities.append(
-            Activity(
-                "created",
-                None,
-                chosen.entity,
-                chosen.id,
-                "to_marketo",
-                fields=[FieldChange(k, None, v) for k, v in sorted(payload.items())],
-                rule=decision.reason,
+                activity=Activity(
+                    "created",
+                    None,
+                    chosen.entity,
+                    chosen.id,
+                    "to_marketo",
+                    fields=[FieldChange(k, None, v) for k, v in sorted(payload.items())],
+                    rule=decision.reason,
+                ),
             )
         )
 

@@ -230,9 +230,11 @@ def lead_create_payload(
 ) -> dict[str, Any]:
     """The POST body of a lead created from a Marketo person (before validation).
 
-    Every lead rule that may flow to Dynamics and whose Marketo field is known and not blank, converted to
-    Dynamics' native value, plus the ``subject`` from the template. Blank values are left out: a new row
-    has nothing to clear.
+    Every lead rule not switched off (``direction: none``) whose Marketo field is known and not blank,
+    converted to Dynamics' native value, plus the ``subject`` from the template. A rule's direction governs
+    *changes*; a record created from the other side starts as a full copy of the mapped fields, as Marketo's
+    own "Sync Person to Microsoft" does (so a lead created from a person carries its company even though
+    company changes flow Dynamics → Marketo only). Blank values are left out: a new row has nothing to clear.
 
     Args:
         person_fields: The person's known fields.
@@ -247,7 +249,7 @@ def lead_create_payload(
     option_sets = options or {}
     payload: dict[str, Any] = {}
     for rule in field_map.rules("lead"):
-        if not rule.flows_to("dynamics") or rule.marketo not in person_fields or rule.dynamics in not_creatable:
+        if rule.direction == "none" or rule.marketo not in person_fields or rule.dynamics in not_creatable:
             continue
         value = to_dynamics_value(rule, person_fields[rule.marketo], option_sets.get(rule.dynamics))
         if value is not None:
@@ -272,7 +274,7 @@ def person_create_payload(
     option_sets = options or {}
     payload: dict[str, Any] = {}
     for rule in field_map.rules(entity):
-        if not rule.flows_to("marketo") or rule.dynamics not in row_fields or rule.marketo in marketo_read_only:
+        if rule.direction == "none" or rule.dynamics not in row_fields or rule.marketo in marketo_read_only:
             continue
         value = to_marketo_value(rule, row_fields[rule.dynamics], option_sets.get(rule.dynamics))
         if value is not None:

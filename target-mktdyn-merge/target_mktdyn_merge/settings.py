@@ -80,9 +80,26 @@ def build_config_schema() -> dict[str, Any]:
         th.Property(
             "dry_run",
             th.BooleanType,
-            default=True,
+            default=False,
             title="Dry run",
             description="Compute and log everything, write nothing to either system.",
+        ),
+        th.Property(
+            "lock_wait",
+            th.BooleanType,
+            default=True,
+            title="Wait for the store's write lock",
+            description="Only one run merges and writes at a time. true: a run that finds another one "
+            "writing waits for it (up to lock_timeout_seconds); false: it exits non-zero at once, "
+            "having written nothing.",
+        ),
+        th.Property(
+            "lock_timeout_seconds",
+            th.NumberType,
+            default=600,
+            title="Write lock timeout (seconds)",
+            description="How long a run waits for another run's write lock (when lock_wait is true) "
+            "before it exits non-zero, having written nothing.",
         ),
         *_connection_properties("marketo", TapMarketoLeads.config_jsonschema),
         *_connection_properties("dynamics", TapDynamicsLeads.config_jsonschema),

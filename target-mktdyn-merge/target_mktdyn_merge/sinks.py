@@ -24,6 +24,18 @@ class StagingSink(BatchSink):
         """Always keep ``_sdc_deleted_at``: without it the SDK strips the delete marker (DESIGN §9.3)."""
         return True
 
+    def activate_version(self, new_version: int) -> None:
+        """A full extraction ended: stage what is buffered, then treat keys it did not return as deletes."""
+        self.owner.drain_one(self)
+        gone = self.owner.store.reconcile_keys(self.stream_name, new_version, self.owner.run_id)
+        if gone:
+            self.logger.warning(
+                "key reconciliation: %d %s record(s) staged before were absent from this full extraction; "
+                "they are treated as deleted",
+                gone,
+                self.stream_name,
+            )
+
     def process_batch(self, context: dict[str, Any]) -> None:
         """Commit the batch to the store (the merge reads the store, never the stream)."""
         records = context.get("records", [])

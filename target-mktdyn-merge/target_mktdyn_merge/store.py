@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,17 @@ from target_mktdyn_merge.streams import STREAMS, StreamSpec
 from target_mktdyn_merge.values import dumps, now_iso, timestamp_text
 
 _CHUNK = 500
+#: PostgreSQL advisory lock key that serializes schema migrations (the write lock has its own, in lock.py).
+MIGRATION_LOCK_KEY = 0x6D6B7464796E0001
 
 
 class StoreError(MktdynError):
     """The store cannot be opened, migrated or written; the run must stop."""
+
+
+def new_run_id() -> str:
+    """A run id that sorts in start order (microseconds) and is unique (a random suffix)."""
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:6]}"
 
 
 def default_store_url() -> str:
@@ -110,6 +120,7 @@ class Store:
         """Bring the schema to the latest version; refuse a store written by a newer release."""
         try:
             with self.engine.begin() as connection:
+                self._serialize_migrations(connection)
                 tables.schema_version.create(connection, checkfirst=True)
                 current = connection.execute(sa.select(sa.func.max(tables.schema_version.c.version))).scalar() or 0
                 if current > tables.LATEST_VERSION:
@@ -123,6 +134,18 @@ class Store:
                 return tables.LATEST_VERSION
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot open the store at {self.safe_url}: {exc.__class__.__name__}: {exc}") from exc
+
+    def _serialize_migrations(self, connection: sa.Connection) -> None:
+        """Make two processes opening a fresh store at once migrate one after the other.
+
+        Without this both see no table and both create it, and the slower one fails. PostgreSQL takes a
+        transaction-scoped advisory lock (released at commit, or by the server if the process dies);
+        SQLite takes its database write lock up front (``BEGIN IMMEDIATE``), waiting ``busy_timeout``.
+        """
+        if self.is_sqlite:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
 
     @property
     def safe_url(self) -> str:
@@ -144,19 +167,29 @@ class Store:
 
     # -- counters -------------------------------------------------------------------------------
     def _next(self, connection: sa.Connection, name: str, count: int = 1) -> int:
-        """Reserve ``count`` values of a counter; return the first."""
+        """Reserve ``count`` values of a counter; return the first.
+
+        The increment is one atomic ``UPDATE value = value + count`` so that two processes staging at once
+        never reserve the same numbers: the row stays locked until the transaction ends (PostgreSQL row
+        lock; SQLite database write lock), and reading it back inside the transaction sees our own value.
+        A read-then-write would let both read the same value. The row is created on first use; if another
+        process creates it first, its insert wins and ours becomes an update.
+        """
         table = tables.counters
-        current = connection.execute(sa.select(table.c.value).where(table.c.name == name)).scalar()
-        if current is None:
-            connection.execute(sa.insert(table).values(name=name, value=count))
-            return 1
-        connection.execute(sa.update(table).where(table.c.name == name).values(value=current + count))
-        return int(current) + 1
+        bump = sa.update(table).where(table.c.name == name).values(value=table.c.value + count)
+        if connection.execute(bump).rowcount == 0:
+            try:
+                with connection.begin_nested():
+                    connection.execute(sa.insert(table).values(name=name, value=count))
+            except sa.exc.IntegrityError:
+                connection.execute(bump)
+        value = connection.execute(sa.select(table.c.value).where(table.c.name == name)).scalar_one()
+        return int(value) - count + 1
 
     # -- runs -----------------------------------------------------------------------------------
     def start_run(self, mode: str) -> str:
         """Record a new run and return its id (time-ordered, unique)."""
-        run_id = f"{now_iso().replace(':', '').replace('-', '')}-{uuid.uuid4().hex[:8]}"
+        run_id = new_run_id()
         with self.transaction() as connection:
             connection.execute(
                 sa.insert(tables.runs).values(run_id=run_id, mode=mode, status="running", started_at=now_iso())
@@ -178,13 +211,19 @@ class Store:
         """The most recent runs, newest first."""
         with self.transaction() as connection:
             rows = connection.execute(
-                sa.select(tables.runs).order_by(tables.runs.c.started_at.desc()).limit(limit)
+                sa.select(tables.runs)
+                .order_by(tables.runs.c.started_at.desc(), tables.runs.c.run_id.desc())
+                .limit(limit)
             ).all()
         return [dict(row._mapping) for row in rows]
 
     def last_run(self, mode: str | None = None) -> str | None:
         """The id of the newest run (of a mode)."""
-        query = sa.select(tables.runs.c.run_id).order_by(tables.runs.c.started_at.desc()).limit(1)
+        query = (
+            sa.select(tables.runs.c.run_id)
+            .order_by(tables.runs.c.started_at.desc(), tables.runs.c.run_id.desc())
+            .limit(1)
+        )
         if mode is not None:
             query = query.where(tables.runs.c.mode == mode)
         with self.transaction() as connection:
@@ -196,11 +235,15 @@ class Store:
         """Stage a batch of Singer records of ``stream`` in one transaction."""
         spec = STREAMS[stream]
         newest: dict[str, tuple[str, dict[str, Any], str | None]] = {}
+        versions: dict[str, int] = {}  # records of a full extraction carry its version
         for record in records:
             record_id, source_ts, fields, deleted_at = _split_record(spec, record)
             previous = newest.get(record_id)
             if previous is None or source_ts >= previous[0]:
                 newest[record_id] = (source_ts, fields, deleted_at)
+            version = record.get("_sdc_table_version")
+            if isinstance(version, int) and not isinstance(version, bool):
+                versions[record_id] = max(version, versions.get(record_id, version))
         inserted = updated = unchanged = older = 0
         table = tables.staged
         with self._counter_lock, self.transaction() as connection:
@@ -229,6 +272,7 @@ class Store:
                     unchanged += 1
                     continue
                 values = {
+                    "seen_version": versions.get(record_id, row.seen_version if row is not None else None),
                     "email_norm": email,
                     "source_ts": source_ts,
                     "arrival": arrival + offset,
@@ -249,7 +293,37 @@ class Store:
                     updated += 1
             if inserts:
                 connection.execute(sa.insert(table), inserts)
+            by_version: dict[int, list[str]] = {}
+            for record_id, version in versions.items():
+                by_version.setdefault(version, []).append(record_id)
+            for version, record_ids in by_version.items():  # seen by a full extraction, changed or not
+                for start in range(0, len(record_ids), _CHUNK):
+                    connection.execute(
+                        sa.update(table)
+                        .where(table.c.source == stream, table.c.record_id.in_(record_ids[start : start + _CHUNK]))
+                        .values(seen_version=version)
+                    )
         return StageResult(inserted, updated, unchanged, older)
+
+    def reconcile_keys(self, stream: str, version: int, run_id: str) -> int:
+        """After a full extraction of ``version``: live records it did not return were deleted (DESIGN §4).
+
+        The delete keeps the record's source timestamp, so if the record is returned again later (the
+        extraction was not really full) the newer arrival brings it back.
+        """
+        table = tables.staged
+        with self._counter_lock, self.transaction() as connection:
+            changed = self._next(connection, "changed")
+            result = connection.execute(
+                sa.update(table)
+                .where(
+                    table.c.source == stream,
+                    table.c.deleted_at.is_(None),
+                    sa.or_(table.c.seen_version.is_(None), table.c.seen_version < version),
+                )
+                .values(deleted_at=now_iso(), changed_seq=changed, staged_run=run_id)
+            )
+            return int(result.rowcount or 0)
 
     def staged_record(self, stream: str, record_id: str) -> StagedRecord | None:
         """The staged version of one record."""
@@ -337,7 +411,17 @@ def _split_record(spec: StreamSpec, record: Mapping[str, Any]) -> tuple[str, str
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=60000")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            # Turning a fresh file to WAL needs it alone for an instant; when another run opens the same fresh
+            # store at that instant SQLite answers "locked" at once, without waiting busy_timeout: try again.
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

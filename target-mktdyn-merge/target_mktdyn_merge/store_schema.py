@@ -38,7 +38,7 @@ staged = sa.Table(
     metadata,
     sa.Column("source", sa.String(32), primary_key=True),  # the stream name
     sa.Column("record_id", sa.String(64), primary_key=True),
-    sa.Column("email_norm", sa.String(320), index=True),
+    sa.Column("email_norm", sa.Text, index=True),  # Text: a hostile 10 KB "email" must stage, not fail
     sa.Column("source_ts", sa.String(32), nullable=False),  # UTC ISO, comparable as text
     sa.Column("arrival", sa.BigInteger, nullable=False),
     sa.Column("deleted_at", sa.String(32)),
@@ -46,6 +46,8 @@ staged = sa.Table(
     sa.Column("staged_run", sa.String(64), nullable=False),
     sa.Column("changed_seq", sa.BigInteger, nullable=False, index=True),  # moves only when content changed
     sa.Column("merged_seq", sa.BigInteger, nullable=False, server_default="0"),
+    # The version of the last full extraction that returned this record (key reconciliation, DESIGN §4).
+    sa.Column("seen_version", sa.BigInteger),
 )
 
 # A global counter for arrival order and change sequence numbers (portable: no sequences in SQLite).
@@ -114,6 +116,19 @@ activity_log = sa.Table(
     sa.Column("posted_to_marketo", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
+# The survivor of a delete that unlinked a pair: re-created on the other side only once it changes
+# (Marketo's own sync brings a deleted person back when the CRM record is updated, not before).
+tombstones = sa.Table(
+    "tombstones",
+    metadata,
+    sa.Column("survivor_system", sa.String(16), primary_key=True),  # marketo | dynamics
+    sa.Column("survivor_entity", sa.String(16), primary_key=True),  # person | lead | contact
+    sa.Column("survivor_id", sa.String(64), primary_key=True),
+    sa.Column("deleted_at", sa.String(32), nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),  # the survivor's mapped values when the pair ended
+    sa.Column("run_id", sa.String(64), nullable=False),
+)
+
 Migration = Callable[[sa.Connection], None]
 
 
@@ -122,6 +137,11 @@ def _initial(connection: sa.Connection) -> None:
     metadata.create_all(connection, tables=[runs, staged, counters, pairs, outbox, activity_log])
 
 
+def _tombstones(connection: sa.Connection) -> None:
+    """Version 2: tombstones of deletes, so the survivor is not re-created until it changes."""
+    metadata.create_all(connection, tables=[tombstones])
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
-MIGRATIONS: list[Migration] = [_initial]
+MIGRATIONS: list[Migration] = [_initial, _tombstones]
 LATEST_VERSION = len(MIGRATIONS)

@@ -7,6 +7,7 @@ from typing import Any
 from mktdyn_common.redact import protect_secrets
 from singer_sdk import Sink, Target
 
+from target_mktdyn_merge.lock import StoreLockedError, write_lock
 from target_mktdyn_merge.settings import build_config_schema
 from target_mktdyn_merge.sinks import StagingSink
 from target_mktdyn_merge.store import Store
@@ -57,7 +58,11 @@ class TargetMktdynMerge(Target):
         return super().get_sink_class(stream_name)
 
     def process_endofpipe(self) -> None:
-        """Drain (commit, then STATE), then merge when this invocation is the merging one."""
+        """Drain (commit, then STATE), then merge when this invocation is the merging one.
+
+        Staging needs no lock (it is idempotent and each batch is one transaction); the merge and its
+        writes hold the store's write lock, so two runs never write at once (DESIGN §7).
+        """
         super().process_endofpipe()
         run_id = self.run_id
         if not self.config.get("merge", True):
@@ -65,7 +70,18 @@ class TargetMktdynMerge(Target):
             return
         from target_mktdyn_merge.engine import run_merge
 
-        run_merge(self, run_id)
+        try:
+            with write_lock(
+                self.store,
+                wait=self.config.get("lock_wait", True),
+                timeout_seconds=self.config.get("lock_timeout_seconds", 600),
+                logger=self.logger,
+            ):
+                run_merge(self, run_id)
+        except StoreLockedError as exc:
+            self.store.finish_run(run_id, "failed", error=str(exc))
+            self.logger.error("merge not started: %s", exc)
+            raise SystemExit(f"target-mktdyn-merge: {exc}") from exc
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,12 +42,13 @@ class Pipeline:
     workdir: Path
     target_config: dict[str, Any] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)
+    store_url: str = ""  # empty: a SQLite file in the work directory
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         start = (datetime.now(UTC) - timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
         info = self.info
-        self.store_url = f"sqlite:///{self.workdir / 'store.db'}"
+        self.store_url = self.store_url or f"sqlite:///{self.workdir / 'store.db'}"
         self.configs = {
             "tap-marketo-leads": {
                 "base_url": info["marketo_url"],
@@ -85,11 +88,19 @@ class Pipeline:
         assert result.returncode == 0, f"{tap} failed:\n{result.stderr[-3000:]}"
         return output
 
-    def load(self, target: str, singer: Path, tap: str) -> subprocess.CompletedProcess[str]:
+    def load(
+        self,
+        target: str,
+        singer: Path,
+        tap: str,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Feed a tap's output to a target leg; keep the last STATE it prints, as Meltano does."""
         args = [str(BIN / "target-mktdyn-merge"), "--config", str(self._write(target, self.configs[target]))]
         with singer.open() as source:
-            result = subprocess.run(args, stdin=source, capture_output=True, text=True, timeout=300)
+            result = subprocess.run(
+                args, stdin=source, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+            )
         states = [line for line in result.stdout.splitlines() if line.strip()]
         for line in states:
             json.loads(line)  # stdout must hold nothing but state (DESIGN §8)
@@ -97,12 +108,22 @@ class Pipeline:
             self.states[tap] = states[-1]
         return result
 
-    def sync(self) -> subprocess.CompletedProcess[str]:
-        """One run of the job; returns the merging leg's result (its report is on stderr)."""
+    def sync(
+        self, before_merge: Callable[[], None] | None = None, env: dict[str, str] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """One run of the job; returns the merging leg's result (its report is on stderr).
+
+        ``before_merge`` runs after both extractions, before the merging leg: edits made there happen
+        between extraction and write-back, as a user's edits can in production.
+        """
         staged = self.load("target-stage", self.extract("tap-marketo-leads"), "tap-marketo-leads")
         assert staged.returncode == 0, staged.stderr[-3000:]
-        merged = self.load("target-merge", self.extract("tap-dynamics-leads"), "tap-dynamics-leads")
-        assert merged.returncode == 0, merged.stderr[-3000:]
+        dynamics = self.extract("tap-dynamics-leads")
+        if before_merge is not None:
+            before_merge()
+        merged = self.load("target-merge", dynamics, "tap-dynamics-leads", env=env)
+        if check:
+            assert merged.returncode == 0, merged.stderr[-3000:]
         return merged
 
     def store(self) -> Store:

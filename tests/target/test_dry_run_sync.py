@@ -1,7 +1,8 @@
 """The merge in dry run through the real taps and the real target CLI against the sandbox (issue 6).
 
-One sandbox for the module: an initial sync links pairs, then users of both products edit, and a second
-sync must plan exactly the writes DESIGN's rules call for, while nothing at all is written to either system.
+One sandbox per store backend (SQLite, PostgreSQL): an initial sync links pairs, then users of both products
+edit, and a second sync must plan exactly the writes DESIGN's rules call for, while nothing at all is written
+to either system.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.target.pipeline import Pipeline, connection_config
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def world(tmp_path_factory: pytest.TempPathFactory, module_store_url: str) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("dry-run")
     sandbox = Sandbox(
         SandboxOptions(
@@ -43,7 +44,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     config = connection_config(info)
     marketo = MarketoClient(MarketoConnection.from_config(config, "marketo_"))
     dynamics = DataverseClient(DataverseConnection.from_config(config, "dynamics_"))
-    pipeline = Pipeline(info, root / "work", {"dry_run": True})
+    pipeline = Pipeline(info, root / "work", {"dry_run": True}, store_url=module_store_url)
     first = pipeline.sync()
     yield {
         "info": info,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from target_mktdyn_merge.fieldmap import parse_field_map
 from target_mktdyn_merge.matching import DynamicsRow, MatchResult, ReverseMatch
 from target_mktdyn_merge.policies import (
     SUBJECT_MAX_LENGTH,
@@ -168,8 +169,19 @@ def test_lead_create_payload() -> None:
         "firstname": "Ann",
         "lastname": "Lee",
         "leadsourcecode": 8,
+        "companyname": "Acme",
         "subject": "Marketo person Ann Lee",
-    }  # company: Dynamics → Marketo only; blanks left out
+    }  # a create copies every mapped field, one-way ones included (direction governs changes); blanks left out
+
+
+def test_create_payloads_leave_out_switched_off_fields() -> None:
+    field_map = parse_field_map({"lead": {"company": {"direction": "none"}, "title": {"direction": "to_marketo"}}})
+    person = {"email": "a@b.c", "firstName": "Ann", "lastName": "Lee", "company": "Acme", "title": "CTO"}
+    payload = lead_create_payload(person, SyncPolicy(), field_map=field_map)
+    assert "companyname" not in payload
+    assert payload["jobtitle"] == "CTO"
+    row = {"emailaddress1": "a@b.c", "companyname": "Acme", "jobtitle": "CTO"}
+    assert person_create_payload(row, "lead", field_map=field_map) == {"email": "a@b.c", "title": "CTO"}
 
 
 def test_lead_create_payload_template_error_names_placeholder() -> None:

@@ -1,4 +1,7 @@
-"""Staging through the real target CLI (merge: false): idempotent, newest wins, unknown is not blank."""
+"""Staging through the real target CLI (merge: false): idempotent, newest wins, unknown is not blank.
+
+Every test that touches the store runs on both backends (the ``store_url`` fixture: SQLite and PostgreSQL).
+"""
 
 from __future__ import annotations
 
@@ -35,17 +38,19 @@ def person(pid: int, updated: str, **fields: Any) -> dict[str, Any]:
     return {"type": "RECORD", "stream": "marketo_leads", "record": {"id": pid, "updatedAt": updated, **fields}}
 
 
-def run_target(tmp_path: Path, messages: list[dict[str, Any]], **config: Any) -> subprocess.CompletedProcess[str]:
+def run_target(
+    tmp_path: Path, store_url: str, messages: list[dict[str, Any]], **config: Any
+) -> subprocess.CompletedProcess[str]:
     config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps({"store_url": f"sqlite:///{tmp_path / 'store.db'}", "merge": False, **config}))
+    config_path.write_text(json.dumps({"store_url": store_url, "merge": False, **config}))
     lines = "".join(json.dumps(m) + "\n" for m in messages)
     return subprocess.run(
         [*TARGET, "--config", str(config_path)], input=lines, capture_output=True, text=True, timeout=120
     )
 
 
-def staged(tmp_path: Path, record_id: str) -> dict[str, Any]:
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+def staged(store_url: str, record_id: str) -> dict[str, Any]:
+    store = Store(store_url)
     record = store.staged_record("marketo_leads", record_id)
     store.close()
     assert record is not None
@@ -57,49 +62,54 @@ def staged(tmp_path: Path, record_id: str) -> dict[str, Any]:
     }
 
 
-def test_stage_then_state_on_stdout_only(tmp_path: Path) -> None:
+def test_stage_then_state_on_stdout_only(tmp_path: Path, store_url: str) -> None:
     state = {"type": "STATE", "value": {"bookmarks": {"marketo_leads": {"replication_key_value": "x"}}}}
     result = run_target(
-        tmp_path, [PERSON_SCHEMA, person(1, "2026-01-02T03:04:05+00:00", email="A@x.com", firstName="Ada"), state]
+        tmp_path,
+        store_url,
+        [PERSON_SCHEMA, person(1, "2026-01-02T03:04:05+00:00", email="A@x.com", firstName="Ada"), state],
     )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert [json.loads(line) for line in lines] == [state["value"]]
-    row = staged(tmp_path, "1")
+    row = staged(store_url, "1")
     assert row["fields"] == {"id": 1, "email": "A@x.com", "firstName": "Ada", "updatedAt": "2026-01-02T03:04:05Z"}
     assert row["source_ts"] == "2026-01-02T03:04:05Z"
 
 
-def test_replay_changes_nothing_and_older_versions_lose(tmp_path: Path) -> None:
+def test_replay_changes_nothing_and_older_versions_lose(tmp_path: Path, store_url: str) -> None:
     first = [PERSON_SCHEMA, person(1, "2026-01-02T00:00:00Z", email="a@x.com", firstName="Ada")]
-    assert run_target(tmp_path, first).returncode == 0
-    before = staged(tmp_path, "1")
-    assert run_target(tmp_path, first).returncode == 0
-    assert staged(tmp_path, "1") == before  # replay: same content, same change sequence
+    assert run_target(tmp_path, store_url, first).returncode == 0
+    before = staged(store_url, "1")
+    assert run_target(tmp_path, store_url, first).returncode == 0
+    assert staged(store_url, "1") == before  # replay: same content, same change sequence
     older = [PERSON_SCHEMA, person(1, "2026-01-01T00:00:00Z", email="a@x.com", firstName="Old")]
-    assert run_target(tmp_path, older).returncode == 0
-    assert staged(tmp_path, "1") == before
+    assert run_target(tmp_path, store_url, older).returncode == 0
+    assert staged(store_url, "1") == before
     newer = [PERSON_SCHEMA, person(1, "2026-01-03T00:00:00Z", email="a@x.com", firstName="New")]
-    assert run_target(tmp_path, newer).returncode == 0
-    after = staged(tmp_path, "1")
+    assert run_target(tmp_path, store_url, newer).returncode == 0
+    after = staged(store_url, "1")
     assert after["fields"]["firstName"] == "New"
     assert after["changed_seq"] > before["changed_seq"]
 
 
-def test_same_timestamp_later_arrival_wins_and_unknown_is_not_blank(tmp_path: Path) -> None:
+def test_same_timestamp_later_arrival_wins_and_unknown_is_not_blank(tmp_path: Path, store_url: str) -> None:
     messages = [
         PERSON_SCHEMA,
         person(7, "2026-01-02T00:00:00Z", email="b@x.com", firstName="First", lastName="Last"),
         person(7, "2026-01-02T00:00:00Z", email="b@x.com", firstName="Second"),
     ]
-    assert run_target(tmp_path, messages).returncode == 0
-    fields = staged(tmp_path, "7")["fields"]
+    assert run_target(tmp_path, store_url, messages).returncode == 0
+    fields = staged(store_url, "7")["fields"]
     assert fields["firstName"] == "Second"
     assert "lastName" not in fields  # not sent in the newest version: unknown, not blank
 
 
-def test_delete_record_keeps_known_fields(tmp_path: Path) -> None:
-    assert run_target(tmp_path, [PERSON_SCHEMA, person(3, "2026-01-02T00:00:00Z", email="c@x.com")]).returncode == 0
+def test_delete_record_keeps_known_fields(tmp_path: Path, store_url: str) -> None:
+    assert (
+        run_target(tmp_path, store_url, [PERSON_SCHEMA, person(3, "2026-01-02T00:00:00Z", email="c@x.com")]).returncode
+        == 0
+    )
     delete = {
         "type": "RECORD",
         "stream": "marketo_leads",
@@ -110,23 +120,27 @@ def test_delete_record_keeps_known_fields(tmp_path: Path) -> None:
             "_sdc_deleted_at": "2026-01-05T00:00:00Z",
         },
     }
-    assert run_target(tmp_path, [PERSON_SCHEMA, delete], add_record_metadata=False).returncode == 0
-    row = staged(tmp_path, "3")
+    assert run_target(tmp_path, store_url, [PERSON_SCHEMA, delete], add_record_metadata=False).returncode == 0
+    row = staged(store_url, "3")
     assert row["deleted_at"] == "2026-01-05T00:00:00Z"
     assert row["fields"]["email"] == "c@x.com"
 
 
 def test_unknown_stream_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     schema = {**PERSON_SCHEMA, "stream": "salesforce_leads"}
-    result = run_target(tmp_path, [schema])
+    result = run_target(tmp_path, f"sqlite:///{tmp_path / 'store.db'}", [schema])
     assert result.returncode != 0
     assert "stream 'salesforce_leads' is not one target-mktdyn-merge can merge" in result.stderr
     assert result.stdout.strip() == ""
 
 
-def test_runs_are_recorded(tmp_path: Path) -> None:
-    assert run_target(tmp_path, [PERSON_SCHEMA, person(1, "2026-01-02T00:00:00Z", email="a@x.com")]).returncode == 0
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    with engine.connect() as connection:
+def test_runs_are_recorded(tmp_path: Path, store_url: str) -> None:
+    assert (
+        run_target(tmp_path, store_url, [PERSON_SCHEMA, person(1, "2026-01-02T00:00:00Z", email="a@x.com")]).returncode
+        == 0
+    )
+    store = Store(store_url)
+    with store.transaction() as connection:
         rows = connection.execute(sa.text("SELECT mode, status FROM runs")).all()
+    store.close()
     assert [tuple(r) for r in rows] == [("stage", "succeeded")]

@@ -1,0 +1,189 @@
+"""Writes to Dynamics: `$batch` requests without changesets, `continue-on-error`, `If-Match` ETags.
+
+Each update carries the ETag staged at extraction; a 412 means the row moved since, so the row is re-read,
+the pair re-merged once with the fresh values, and the write sent again with the new ETag, or deferred to the
+next run if it loses again (DESIGN §4). Creates ask for the stored row back (``return=representation``), which
+becomes the baseline; a create whose answer was lost is resolved by looking the email up, never re-sent blind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from mktdyn_common.errors import TransientError
+from tap_dynamics_leads.batch import BatchOperation, BatchResult
+from tap_dynamics_leads.client import DataverseClient
+
+from target_mktdyn_merge.activity import activity_to_dict
+from target_mktdyn_merge.crashpoints import crash_point
+from target_mktdyn_merge.outbox import OutboxEntry, mark
+from target_mktdyn_merge.streams import DYNAMICS_STREAM, ENTITY_SET
+from target_mktdyn_merge.write_context import WriteContext, entity_of
+
+logger = logging.getLogger(__name__)
+
+KEY = {"lead": "leadid", "contact": "contactid"}
+
+
+class DynamicsWriter:
+    """Sends owed Dynamics writes and records their outcomes."""
+
+    def __init__(self, client: DataverseClient, context: WriteContext, batch_size: int) -> None:
+        self.client = client
+        self.context = context
+        self.batch_size = max(1, min(1000, batch_size))
+
+    def _select(self, entity: str) -> list[str]:
+        """Columns to read back: the key, modifiedon, and every mapped column."""
+        columns = {KEY[entity], "modifiedon"}
+        columns.update(rule.dynamics for rule in self.context.merge_context.field_map.rules(entity))
+        readable = self.context.merge_context.metadata.dynamics_attributes[entity]
+        return sorted(c for c in columns if c in readable)
+
+    def write(self, entries: Sequence[OutboxEntry]) -> None:
+        """Validate, send and record a page of Dynamics writes."""
+        ready = [e for e in self._resolve_in_doubt(entries) if self._valid(e)]
+        conflicts = self._send(ready, allow_remerge=True)
+        self._retry_conflicts(conflicts)
+
+    # -- before sending -------------------------------------------------------------------------
+    def _resolve_in_doubt(self, entries: Sequence[OutboxEntry]) -> list[OutboxEntry]:
+        """Entries sent by a run that never saw the answer: a create is looked up before it is sent again."""
+        ready = []
+        for entry in entries:
+            if entry.status == "sent" and entry.action == "create":
+                entity = entity_of(entry)
+                email = entry.payload.get("emailaddress1")
+                found = self.client.find_by_email(ENTITY_SET[entity], str(email), self._select(entity)) if email else []
+                if len(found) == 1:
+                    row = found[0]
+                    self.context.outcomes.confirmed(entry, row, created_id=str(row[KEY[entity]]))
+                    continue
+                if len(found) > 1:
+                    self.context.outcomes.failed(
+                        entry,
+                        "ambiguous",
+                        f"{len(found)} {entity}s have {email!r}; the create in doubt cannot be resolved",
+                        final=True,
+                    )
+                    continue
+            ready.append(entry)
+        return ready
+
+    def _valid(self, entry: OutboxEntry) -> bool:
+        if entry.action == "delete":
+            return True
+        entity = entity_of(entry)
+        current = None
+        if entry.target_id:
+            staged = self.context.store.staged_record(DYNAMICS_STREAM[entity], entry.target_id)
+            current = staged.fields if staged is not None else None
+        operation = "create" if entry.action == "create" else "update"
+        found = self.context.dynamics_validator.validate(entity, operation, entry.payload, current)
+        if not found:
+            return True
+        self.context.outcomes.invalid(entry, self.context.violations(entry, found), "dynamics")
+        return False
+
+    def _operation(self, entry: OutboxEntry, etag: str | None = None) -> BatchOperation:
+        entity = entity_of(entry)
+        entity_set = ENTITY_SET[entity]
+        if entry.action == "create":
+            return BatchOperation.create(entity_set, entry.payload, self._select(entity))
+        if entry.action == "delete":
+            return BatchOperation.delete(entity_set, str(entry.target_id))
+        if entry.action == "update":
+            etag = etag or entry.context.get("etag")
+        return BatchOperation.update(entity_set, str(entry.target_id), entry.payload, etag, self._select(entity))
+
+    # -- sending --------------------------------------------------------------------------------
+    def _send(
+        self, entries: Sequence[OutboxEntry], allow_remerge: bool, etags: dict[int, str] | None = None
+    ) -> list[OutboxEntry]:
+        """Send in `$batch` requests; return the updates that met a 412."""
+        conflicts: list[OutboxEntry] = []
+        for start in range(0, len(entries), self.batch_size):
+            chunk = list(entries[start : start + self.batch_size])
+            with self.context.store.transaction() as connection:
+                mark(connection, [e.op_id for e in chunk], "sent")  # from here on, a crash leaves them in doubt
+            operations = [self._operation(e, (etags or {}).get(e.op_id)) for e in chunk]
+            crash_point("dynamics-before-send")
+            try:
+                results = self.client.batch(operations, continue_on_error=True)
+                crash_point("dynamics-after-send")
+            except TransientError as exc:
+                logger.warning(
+                    "Dynamics $batch of %d write(s) did not complete (%s); they are resolved next run", len(chunk), exc
+                )
+                return conflicts
+            for entry, result in zip(chunk, results, strict=True):
+                if result.status == 412 and entry.action == "update" and allow_remerge:
+                    conflicts.append(entry)
+                else:
+                    self._record(entry, result)
+        return conflicts
+
+    def _record(self, entry: OutboxEntry, result: BatchResult) -> None:
+        outcomes = self.context.outcomes
+        entity = entity_of(entry)
+        if result.ok:
+            body: dict[str, Any] = dict(result.body or {})
+            if entry.action == "create":
+                created = body.get(KEY[entity]) or result.entity_id
+                outcomes.confirmed(entry, body, created_id=str(created) if created else None)
+            else:
+                outcomes.confirmed(entry, body)
+        elif result.status == 404 and entry.action == "delete":
+            outcomes.confirmed(entry, {})  # already gone: what the delete wanted
+        elif result.status == 404:
+            outcomes.failed(
+                entry,
+                result.error_code or "404",
+                f"{entity} {entry.target_id} no longer exists in Dynamics; its delete arrives with the next extraction",
+                final=True,
+            )
+        elif result.status == 412:
+            outcomes.deferred(entry, "the row changed again while being written; retried next run")
+        else:
+            outcomes.failed(
+                entry, result.error_code or str(result.status), result.error_message or f"HTTP {result.status}"
+            )
+
+    # -- 412: re-read, re-merge once, write or defer ----------------------------------------------
+    def _retry_conflicts(self, conflicts: Sequence[OutboxEntry]) -> None:
+        retry: list[OutboxEntry] = []
+        etags: dict[int, str] = {}
+        for entry in conflicts:
+            entity = entity_of(entry)
+            row = self.client.get(ENTITY_SET[entity], str(entry.target_id), self._select(entity))
+            person_id = str(entry.context.get("person_id"))
+            person = self.context.store.staged_record("marketo_leads", person_id)
+            pair = self.context.pair_of(person_id)
+            if row is None or person is None or pair is None or pair.dynamics_id != entry.target_id:
+                self.context.outcomes.failed(entry, "412", "the row changed and can no longer be merged", final=True)
+                continue
+            etag = str(row.get("@odata.etag") or "")
+            fresh = {**row, "odata_etag": etag}
+            writes, activities = self.context.remerge(pair, person.fields, fresh, etag)
+            mine = [w for w in writes if w.system == "dynamics"]
+            self.context.follow_up(w for w in writes if w.system == "marketo")
+            if not mine or entry.context.get("follow_up"):
+                if mine:
+                    self.context.outcomes.deferred(entry, "the row moved again; re-merged next run")
+                else:
+                    self.context.outcomes.superseded(entry, activities)
+                continue
+            replacement = mine[0]
+            activity = replacement.activity
+            context = {**replacement.context, "activity": activity_to_dict(activity) if activity else None}
+            entry.payload = dict(replacement.payload)
+            entry.context = context
+            with self.context.store.transaction() as connection:
+                mark(connection, [entry.op_id], "planned", payload=entry.payload, context=context)
+            etags[entry.op_id] = etag
+            retry.append(entry)
+            self.context.outcomes.noted(activities)
+        ready = [e for e in retry if self._valid(e)]
+        self._send(ready, allow_remerge=False, etags=etags)

@@ -1,0 +1,225 @@
+"""What happens in the store when a write is confirmed, rejected or in doubt.
+
+A confirmed write moves the pair's baseline to what the system stored (DESIGN §4: the baseline is what each
+system stored, not what we sent), creates the pair of a record just created, and logs the activity the plan
+attached to the write. A rejected write stays owed and is retried after a backoff or replaced when its inputs
+change. Every transition is one transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from target_mktdyn_merge import store_schema as tables
+from target_mktdyn_merge.activity import FAILURE_ACTIONS, Activity, FieldChange, record_activities
+from target_mktdyn_merge.fieldmap import Entity
+from target_mktdyn_merge.merge import BaselineEntry, snapshot_baseline
+from target_mktdyn_merge.normalize import canonical
+from target_mktdyn_merge.outbox import OutboxEntry, mark
+from target_mktdyn_merge.pair_merge import MergeContext
+from target_mktdyn_merge.pairs import Pair, pairs_by_dynamics, pairs_by_person, save_pair
+from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.streams import DYNAMICS_STREAM
+from target_mktdyn_merge.values import utc_iso
+
+#: Retry a rejected write after 5 min, 10, 20, ... at most 6 h.
+RETRY_BASE = timedelta(minutes=5)
+RETRY_CAP = timedelta(hours=6)
+
+
+def retry_at(attempts: int, now: datetime | None = None) -> str:
+    """When a write rejected ``attempts`` times is worth another try."""
+    delay = min(RETRY_CAP, RETRY_BASE * (2 ** max(0, attempts - 1)))
+    return utc_iso((now or datetime.now(UTC)) + delay)
+
+
+@dataclass
+class Outcomes:
+    """Records outcomes of one run's write-back and counts them."""
+
+    store: Store
+    run_id: str
+    merge_context: MergeContext
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def _log(self, connection: sa.Connection, activity: Activity) -> None:
+        record_activities(self.store, self.run_id, [activity], connection)
+        self.counts[activity.action] += 1
+
+    # -- failures --------------------------------------------------------------------------------
+    def invalid(self, entry: OutboxEntry, violations: list[tuple[str, str, str]], system: str) -> None:
+        """A payload that failed validation: never sent, logged with field and rule, retried later."""
+        activity = _activity_for(entry, "validation_failed")
+        activity.fields = [FieldChange(name, None, entry.payload.get(name)) for name, _, _ in violations]
+        activity.rule = "; ".join(f"{name}: {rule}" for name, rule, _ in violations)
+        activity.error_code = violations[0][1] if violations else "invalid"
+        activity.error_message = " | ".join(message for _, _, message in violations)
+        activity.details = {**activity.details, "system": system, "action": entry.action}
+        with self.store.transaction() as connection:
+            mark(
+                connection,
+                [entry.op_id],
+                "invalid",
+                error_code=activity.error_code,
+                error_message=activity.error_message,
+                next_attempt_at=retry_at(entry.attempts + 1),
+                count_attempt=True,
+            )
+            self._log(connection, activity)
+
+    def failed(self, entry: OutboxEntry, code: str, message: str, *, final: bool = False) -> None:
+        """A write the API rejected: stays owed (or, ``final``, given up because its target is gone)."""
+        activity = _activity_for(entry, "write_failed")
+        activity.error_code = code
+        activity.error_message = message
+        with self.store.transaction() as connection:
+            mark(
+                connection,
+                [entry.op_id],
+                "cancelled" if final else "failed",
+                error_code=code,
+                error_message=message,
+                next_attempt_at=None if final else retry_at(entry.attempts + 1),
+                count_attempt=True,
+            )
+            self._log(connection, activity)
+
+    def deferred(self, entry: OutboxEntry, reason: str) -> None:
+        """A write that lost a race twice (412 after a re-merge): retried on the next run."""
+        activity = _activity_for(entry, "deferred")
+        activity.rule = reason
+        with self.store.transaction() as connection:
+            mark(connection, [entry.op_id], "deferred", error_code="412", error_message=reason, count_attempt=True)
+            self._log(connection, activity)
+
+    def superseded(self, entry: OutboxEntry, activities: list[Activity]) -> None:
+        """A write a re-merge found unnecessary or replaced; the re-merge's decisions are logged instead."""
+        with self.store.transaction() as connection:
+            mark(connection, [entry.op_id], "superseded")
+            for activity in activities:
+                self._log(connection, activity)
+
+    def noted(self, activities: list[Activity]) -> None:
+        """Log decisions a re-merge made (collisions, blocked fields) next to the write it replaced."""
+        if not activities:
+            return
+        with self.store.transaction() as connection:
+            for activity in activities:
+                self._log(connection, activity)
+
+    # -- confirmations ---------------------------------------------------------------------------
+    def confirmed(
+        self,
+        entry: OutboxEntry,
+        stored: Mapping[str, Any] | None = None,
+        created_id: str | None = None,
+        linked_existing: bool = False,
+    ) -> None:
+        """A write the system confirmed; ``stored`` is what it stored (the representation or what was sent)."""
+        activity = entry.activity
+        with self.store.transaction() as connection:
+            if entry.action == "update":
+                self._move_baseline(connection, entry, stored or {})
+            elif entry.action == "create" and created_id is not None:
+                self._pair_created(connection, entry, created_id, stored or {})
+            mark(connection, [entry.op_id], "confirmed", count_attempt=True)
+            if activity is not None:
+                if entry.system == "marketo" and entry.action == "create" and created_id is not None:
+                    activity.person_id = created_id
+                if entry.system == "dynamics" and entry.action == "create" and created_id is not None:
+                    activity.dynamics_id = created_id
+                if linked_existing:
+                    activity.action = "linked"
+                    activity.rule = f"{activity.rule}; it already existed, so it was linked, not created"
+                self._log(connection, activity)
+
+    def _move_baseline(self, connection: sa.Connection, entry: OutboxEntry, stored: Mapping[str, Any]) -> None:
+        pair = self._pair_of(connection, entry)
+        if pair is None:
+            return
+        options = self.merge_context.metadata.options(pair.entity)
+        for written in entry.context.get("fields", []):
+            kind, field_name, column = written["kind"], written["field"], written["column"]
+            if entry.system == "dynamics":
+                value = stored.get(column, entry.payload.get(column))
+                pair.baseline[field_name] = BaselineEntry(written["other"], canonical(kind, value, options.get(column)))
+            else:
+                value = stored.get(field_name, entry.payload.get(field_name))
+                pair.baseline[field_name] = BaselineEntry(canonical(kind, value, options.get(column)), written["other"])
+        save_pair(connection, pair, self.run_id)
+
+    def _pair_of(self, connection: sa.Connection, entry: OutboxEntry) -> Pair | None:
+        person_id = entry.context.get("person_id") if entry.system == "dynamics" else entry.target_id
+        if person_id is None:
+            return None
+        pair = pairs_by_person(connection, [str(person_id)]).get(str(person_id))
+        expected = entry.target_id if entry.system == "dynamics" else entry.context.get("dynamics_id")
+        return pair if pair is not None and pair.dynamics_id == expected else None
+
+    def _pair_created(
+        self, connection: sa.Connection, entry: OutboxEntry, created_id: str, stored: Mapping[str, Any]
+    ) -> None:
+        """Link a record just created to its source, with a baseline of both as stored."""
+        context = self.merge_context
+        if entry.system == "dynamics":
+            person_id = str(entry.context["person_id"])
+            person = self.store.staged_record("marketo_leads", person_id)
+            marketo_fields = person.fields if person is not None else {}
+            dynamics_fields = {**entry.payload, **stored}
+            pair = Pair(person_id, "lead", created_id, "marketo")
+        else:
+            entity: Entity = "contact" if entry.context.get("entity") == "contact" else "lead"
+            dynamics_id = str(entry.context["dynamics_id"])
+            row = self.store.staged_record(DYNAMICS_STREAM[entity], dynamics_id)
+            dynamics_fields = row.fields if row is not None else {}
+            marketo_fields = {**entry.payload, **stored}
+            pair = Pair(created_id, entity, dynamics_id, "marketo" if entity == "lead" else "dynamics")
+        if pairs_by_person(connection, [pair.marketo_id]) or pairs_by_dynamics(
+            connection, [(pair.entity, pair.dynamics_id)]
+        ):
+            return  # linked meanwhile (an earlier confirmation of the same record): keep that link
+        pair.baseline = snapshot_baseline(
+            pair.entity, marketo_fields, dynamics_fields, context.field_map, context.metadata.options(pair.entity)
+        )
+        pair.first_merge_done = True
+        save_pair(connection, pair, self.run_id)
+
+    def failures(self) -> int:
+        """Record-level failures so far (validation and rejected writes)."""
+        return sum(self.counts[action] for action in FAILURE_ACTIONS)
+
+
+def _activity_for(entry: OutboxEntry, action: str) -> Activity:
+    """The planned activity of a write, turned into a failure/deferral record of the same record."""
+    planned = entry.activity
+    direction = f"to_{entry.system}"
+    if planned is None:
+        return Activity(
+            action,
+            entry.context.get("person_id"),
+            entry.entity,
+            entry.context.get("dynamics_id"),
+            direction,
+            details={"op_id": entry.op_id},
+        )
+    planned.action = action
+    planned.details = {**planned.details, "op_id": entry.op_id, "planned": entry.action}
+    return planned
+
+
+def pending_count(store: Store) -> int:
+    """How many writes are still owed (for the report and the exit code)."""
+    outbox = tables.outbox
+    with store.transaction() as connection:
+        value = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(outbox)
+            .where(outbox.c.status.in_(["planned", "sent", "failed", "invalid", "deferred"]))
+        ).scalar()
+    return int(value or 0)

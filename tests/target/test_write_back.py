@@ -1,0 +1,317 @@
+"""Write-back through the real taps and the real target CLI against the sandbox (issue 7).
+
+The sandbox's stored records are the oracle: after a sync, what each system holds must be what DESIGN's
+rules say, and its counters must show exactly the writes the rules call for.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from mktdyn_sandbox.admin_client import SandboxAdmin
+from mktdyn_sandbox.sandbox import Sandbox, SandboxOptions
+from tap_dynamics_leads.client import DataverseClient
+from tap_dynamics_leads.connection import DataverseConnection
+from tap_marketo_leads.client import MarketoClient
+from tap_marketo_leads.connection import MarketoConnection
+from target_mktdyn_merge import store_schema as tables
+
+from tests.target.pipeline import Pipeline, connection_config
+
+ACTIVITY_TYPE = "mktdynSyncResult"
+SEED_VARIANTS = {"title", "phone", "city", "firstName", "lastName"}
+
+
+class World:
+    """A sandbox, clients of both APIs, and the job's pipeline over one store."""
+
+    def __init__(self, root: Path, target_config: dict[str, Any], store_url: str = "", **options: Any) -> None:
+        settings = {
+            "persons": 80,
+            "dynamics_only": 12,
+            "overlap": 0.7,
+            "seed": 21,
+            "limits": False,
+            "export_delay": 0.05,
+            **options,
+        }
+        self.sandbox = Sandbox(SandboxOptions(directory=root / "sandbox", **settings))
+        self.info = self.sandbox.start()
+        self.admin = SandboxAdmin(self.info)
+        config = connection_config(self.info)
+        self.marketo = MarketoClient(MarketoConnection.from_config(config, "marketo_"))
+        self.dynamics = DataverseClient(DataverseConnection.from_config(config, "dynamics_"))
+        self.pipeline = Pipeline(
+            self.info,
+            root / "work",
+            {"dry_run": False, "marketo_activity_type": ACTIVITY_TYPE, **target_config},
+            store_url=store_url,
+        )
+
+    def close(self) -> None:
+        self.marketo.close()
+        self.dynamics.close()
+        self.admin.close()
+        self.sandbox.stop()
+
+    def sync(self, before_merge: Callable[[], None] | None = None, **kwargs: Any) -> Any:
+        time.sleep(1.1)  # export windows end on whole seconds: step past the last edit's second
+        return self.pipeline.sync(before_merge, **kwargs)
+
+    def reset_stats(self) -> None:
+        self.admin.marketo.reset_stats()
+        self.admin.dynamics.reset_stats()
+
+    def writes(self) -> tuple[int, int]:
+        return (
+            self.admin.marketo.stats()["requests_by_kind"].get("write", 0),
+            self.admin.dynamics.stats()["requests_by_kind"].get("write", 0),
+        )
+
+    def pairs(self) -> list[dict[str, Any]]:
+        store = self.pipeline.store()
+        with store.transaction() as connection:
+            rows = [dict(r._mapping) for r in connection.execute(sa.select(tables.pairs)).all()]
+        store.close()
+        for row in rows:
+            row["baseline"] = json.loads(row["baseline"])
+        return rows
+
+    def in_sync(self, entity: str) -> list[dict[str, Any]]:
+        return [p for p in self.pairs() if p["entity"] == entity and SEED_VARIANTS <= set(p["baseline"])]
+
+    def person(self, person_id: str | int) -> dict[str, Any]:
+        record = self.admin.marketo.record("person", person_id)
+        assert record is not None
+        return record
+
+    def row(self, entity: str, row_id: str) -> dict[str, Any]:
+        record = self.admin.dynamics.record(entity, row_id)
+        assert record is not None
+        return record
+
+    def leads_with_email(self, email: str) -> list[dict[str, Any]]:
+        return self.dynamics.find_by_email("leads", email, ["leadid", "firstname", "lastname", "emailaddress1"])
+
+    def marketo_activities(self, person_id: str | int) -> list[dict[str, Any]]:
+        types = {t["apiName"]: t["id"] for t in self.marketo.list_custom_activity_types()}
+        since = self.sandbox_time_floor()
+        return list(self.marketo.get_activities([types[ACTIVITY_TYPE]], since, [int(person_id)]))
+
+    @staticmethod
+    def sandbox_time_floor() -> Any:
+        from datetime import UTC, datetime, timedelta
+
+        return datetime.now(UTC) - timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, module_store_url: str) -> Iterator[World]:
+    """One world per store backend: every write-back test runs on SQLite and on PostgreSQL."""
+    world = World(tmp_path_factory.mktemp("write-back"), {}, store_url=module_store_url)
+    world.sync()
+    yield world
+    world.close()
+
+
+def test_a_sync_right_after_a_sync_makes_zero_write_calls(world: World) -> None:
+    world.sync()  # absorbs what the first sync created, now extracted back
+    world.reset_stats()
+    world.sync()
+    assert world.writes() == (0, 0)
+
+
+@pytest.fixture(scope="module")
+def edited(world: World) -> dict[str, Any]:
+    """Users edit both systems (some of it between extraction and write-back), then the job runs."""
+    admin = world.admin
+    leads, contacts = world.in_sync("lead"), world.in_sync("contact")
+    assert len(leads) >= 5, "the seed must give linked, in-sync leads"
+    assert contacts, "the seed must give linked, in-sync contacts"
+    names = ("collision_lead", "different", "race_412", "marketo_race", "bad_option")
+    picked = dict(zip(names, leads, strict=False))
+    picked["collision_contact"] = contacts[0]
+    for key, label in (("collision_lead", "lead"), ("collision_contact", "contact")):
+        pair = picked[key]
+        admin.marketo.edit("person", pair["marketo_id"], {"title": f"Marketo title ({label})"})
+        admin.dynamics.edit(pair["entity"], pair["dynamics_id"], {"jobtitle": f"Dynamics title ({label})"})
+    admin.marketo.edit("person", picked["different"]["marketo_id"], {"firstName": "Mélanie"})
+    admin.dynamics.edit("lead", picked["different"]["dynamics_id"], {"jobtitle": "Chief O'Neil Officer"})
+    admin.marketo.edit("person", picked["race_412"]["marketo_id"], {"firstName": "Raced"})
+    admin.dynamics.edit("lead", picked["marketo_race"]["dynamics_id"], {"jobtitle": "Dynamics side title"})
+    admin.marketo.edit("person", picked["bad_option"]["marketo_id"], {"leadSource": "Carrier Pigeon"})
+    existing_lead = world.dynamics.create(
+        "leads", {"lastname": "Existing", "subject": "x", "emailaddress1": "existing@lead.example"}
+    )
+    created = world.marketo.sync_leads(
+        "createOnly",
+        [
+            {"email": "nova@person.example", "firstName": "Nova", "lastName": "Flagged", "syncToDynamics": True},
+            {"email": "EXISTING@lead.example", "firstName": "Exi", "lastName": "Sting", "syncToDynamics": True},
+            {"email": "long@person.example", "firstName": "X" * 60, "lastName": "Long", "syncToDynamics": True},
+            {"email": "nolast@person.example", "firstName": "No", "syncToDynamics": True},
+        ],
+        "email",
+    )
+    assert [o.status for o in created] == ["created"] * 4
+    ids = dict(zip(("new", "existing", "too_long", "no_lastname"), (str(o.id) for o in created), strict=True))
+
+    def between_extraction_and_write_back() -> None:
+        admin.dynamics.edit("lead", picked["race_412"]["dynamics_id"], {"mobilephone": "+1 425 555 0412"})
+        admin.marketo.edit("person", picked["marketo_race"]["marketo_id"], {"title": "Marketo side title"})
+
+    world.reset_stats()
+    result = world.sync(between_extraction_and_write_back)
+    return {
+        "picked": picked,
+        "ids": ids,
+        "result": result,
+        "log": world.pipeline.activities(),
+        "existing_lead": existing_lead["leadid"],
+    }
+
+
+def test_collision_on_a_lead_marketo_wins_in_both_systems(world: World, edited: dict[str, Any]) -> None:
+    pair = edited["picked"]["collision_lead"]
+    assert world.row("lead", pair["dynamics_id"])["jobtitle"] == "Marketo title (lead)"
+    assert world.person(pair["marketo_id"])["title"] == "Marketo title (lead)"
+
+
+def test_collision_on_a_contact_dynamics_wins_in_both_systems(world: World, edited: dict[str, Any]) -> None:
+    pair = edited["picked"]["collision_contact"]
+    assert world.row("contact", pair["dynamics_id"])["jobtitle"] == "Dynamics title (contact)"
+    assert world.person(pair["marketo_id"])["title"] == "Dynamics title (contact)"
+
+
+def test_edits_to_different_fields_both_land(world: World, edited: dict[str, Any]) -> None:
+    pair = edited["picked"]["different"]
+    row, person = world.row("lead", pair["dynamics_id"]), world.person(pair["marketo_id"])
+    assert (row["firstname"], row["jobtitle"]) == ("Mélanie", "Chief O'Neil Officer")
+    assert (person["firstName"], person["title"]) == ("Mélanie", "Chief O'Neil Officer")
+
+
+def test_flagged_person_creates_exactly_one_lead_and_an_existing_one_is_linked(
+    world: World, edited: dict[str, Any]
+) -> None:
+    created = world.leads_with_email("nova@person.example")
+    assert len(created) == 1
+    assert (created[0]["firstname"], created[0]["lastname"]) == ("Nova", "Flagged")
+    existing = world.leads_with_email("existing@lead.example")
+    # Linked, not duplicated: the same row; its values then follow the lead's authority (Marketo).
+    assert [r["leadid"] for r in existing] == [edited["existing_lead"]]
+    assert existing[0]["lastname"] == "Sting"
+    pairs = {p["marketo_id"]: p for p in world.pairs()}
+    assert pairs[edited["ids"]["new"]]["dynamics_id"] == created[0]["leadid"]
+    assert pairs[edited["ids"]["existing"]]["dynamics_id"] == existing[0]["leadid"]
+
+
+@pytest.mark.parametrize(
+    ("case", "column", "rule"),
+    [("too_long", "firstname", "max_length"), ("no_lastname", "lastname", "required")],
+)
+def test_values_dynamics_would_reject_are_not_sent_and_are_logged(
+    world: World, edited: dict[str, Any], case: str, column: str, rule: str
+) -> None:
+    person_id = edited["ids"][case]
+    assert world.leads_with_email(world.person(person_id)["email"]) == []
+    failures = [a for a in edited["log"] if a["person_id"] == person_id and a["action"] == "validation_failed"]
+    assert len(failures) == 1
+    assert column in failures[0]["rule"]
+    assert rule in failures[0]["rule"]
+    assert column in failures[0]["error_message"]
+    posted = world.marketo_activities(person_id)
+    actions = [
+        next(a["value"] for a in p["attributes"] if a.get("apiName", a.get("name")) in ("action", "Action"))
+        for p in posted
+    ]
+    assert "validation_failed" in actions
+
+
+def test_a_bad_option_label_is_not_sent(world: World, edited: dict[str, Any]) -> None:
+    pair = edited["picked"]["bad_option"]
+    failures = [a for a in edited["log"] if a["person_id"] == pair["marketo_id"] and a["action"] == "validation_failed"]
+    assert failures
+    assert "leadsourcecode" in failures[0]["rule"]
+    assert world.row("lead", pair["dynamics_id"])["leadsourcecode"] != "Carrier Pigeon"
+
+
+def test_a_412_race_loses_no_edit(world: World, edited: dict[str, Any]) -> None:
+    pair = edited["picked"]["race_412"]
+    row, person = world.row("lead", pair["dynamics_id"]), world.person(pair["marketo_id"])
+    assert row["firstname"] == "Raced"  # our write, re-sent with the fresh ETag
+    assert row["mobilephone"] == "+1 425 555 0412"  # the concurrent Dynamics edit survived
+    assert person["mobilePhone"] == "+1 425 555 0412"  # and flowed to Marketo in the same run
+
+
+def test_a_marketo_edit_between_extraction_and_write_back_is_not_overwritten(
+    world: World, edited: dict[str, Any]
+) -> None:
+    pair = edited["picked"]["marketo_race"]
+    assert world.person(pair["marketo_id"])["title"] == "Marketo side title"
+    assert world.row("lead", pair["dynamics_id"])["jobtitle"] == "Marketo side title"  # lead: Marketo wins
+
+
+def test_then_a_second_sync_makes_zero_write_calls(world: World, edited: dict[str, Any]) -> None:
+    world.sync()  # what the edited run wrote comes back once through extraction
+    world.reset_stats()
+    world.sync()
+    assert world.writes() == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("policy", "expect_marketo", "expect_dynamics"),
+    [
+        ({}, "kept", "kept"),
+        ({"delete_from_marketo": "flag", "delete_from_dynamics": "flag"}, "flagged", "flagged"),
+        ({"delete_from_marketo": "delete", "delete_from_dynamics": "delete"}, "deleted", "deleted"),
+    ],
+    ids=["ignore", "flag", "delete"],
+)
+def test_delete_policies(tmp_path: Path, policy: dict[str, str], expect_marketo: str, expect_dynamics: str) -> None:
+    world = World(tmp_path, policy, persons=40, dynamics_only=4)
+    try:
+        world.sync()
+        lead_pair, other = world.in_sync("lead")[:2]
+        world.admin.dynamics.delete("lead", lead_pair["dynamics_id"])  # deleted in Dynamics: the person's fate
+        world.admin.marketo.delete("person", other["marketo_id"])  # deleted in Marketo: the lead's fate
+        world.sync()
+        person = world.admin.marketo.record("person", lead_pair["marketo_id"])
+        row = world.admin.dynamics.record("lead", other["dynamics_id"])
+        state_m = "deleted" if person is None else ("flagged" if person.get("deletedInDynamics") else "kept")
+        state_d = "deleted" if row is None else ("flagged" if row.get("mkt_deletedinmarketo") else "kept")
+        assert (state_m, state_d) == (expect_marketo, expect_dynamics)
+        linked = {p["marketo_id"] for p in world.pairs()}
+        assert lead_pair["marketo_id"] not in linked
+        assert other["marketo_id"] not in linked
+        world.sync()
+        world.reset_stats()
+        world.sync()
+        assert world.writes() == (0, 0)
+    finally:
+        world.close()
+
+
+def test_a_deleted_person_comes_back_only_when_its_lead_changes(tmp_path: Path) -> None:
+    """Default policy (ignore): the lead survives and the person is re-created once the lead is edited."""
+    world = World(tmp_path, {}, persons=40, dynamics_only=4)
+    try:
+        world.sync()
+        pair = world.in_sync("lead")[0]
+        email = world.person(pair["marketo_id"])["email"]
+        world.admin.marketo.delete("person", pair["marketo_id"])
+        world.sync()
+        world.sync()
+        assert list(world.marketo.get_leads("email", [email], ["id"])) == []
+        world.admin.dynamics.edit("lead", pair["dynamics_id"], {"jobtitle": "Still interested"})
+        world.sync()
+        again = list(world.marketo.get_leads("email", [email], ["id", "title"]))
+        assert [p["title"] for p in again] == ["Still interested"]
+        assert {p["marketo_id"]: p["dynamics_id"] for p in world.pairs()}[str(again[0]["id"])] == pair["dynamics_id"]
+    finally:
+        world.close()
