@@ -19,13 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from mktdyn_sandbox.admin_client import SandboxAdmin
 from mktdyn_sandbox.cli import ENV_VARIABLES
+from mktdyn_sandbox.plugin_config import start_date, target_connections
 from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
 from tap_marketo_leads.client import MarketoClient
@@ -81,7 +81,7 @@ def meltano_env(info: dict[str, Any], project_dir: Path) -> dict[str, str]:
         {
             "MKTDYN_MARKETO_CA_BUNDLE": info["ca_bundle"],
             "MKTDYN_DYNAMICS_CA_BUNDLE": info["ca_bundle"],
-            "MKTDYN_START_DATE": (datetime.now(UTC) - timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "MKTDYN_START_DATE": start_date(),
             "MKTDYN_STORE_URL": f"sqlite:///{project_dir / 'store.db'}",
             "MELTANO_ENVIRONMENT": "sandbox",
             "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -117,18 +117,7 @@ def linked_pairs(store_url: str, full_baseline: bool = True) -> list[dict[str, A
 def user_edits(info: dict[str, Any], store_url: str) -> list[str]:
     """Edit both systems as their users would; return what was done, in words."""
     admin = SandboxAdmin(info)
-    config = {
-        "marketo_base_url": info["marketo_url"],
-        "marketo_client_id": info["marketo_client_id"],
-        "marketo_client_secret": info["marketo_client_secret"],
-        "marketo_ca_bundle": info["ca_bundle"],
-        "dynamics_base_url": info["dynamics_url"],
-        "dynamics_authority_host": info["dynamics_authority"],
-        "dynamics_tenant_id": info["dynamics_tenant_id"],
-        "dynamics_client_id": info["dynamics_client_id"],
-        "dynamics_client_secret": info["dynamics_client_secret"],
-        "dynamics_ca_bundle": info["ca_bundle"],
-    }
+    config = target_connections(info)
     done: list[str] = []
     pairs = linked_pairs(store_url)
     leads = [p for p in pairs if p["entity"] == "lead"]
@@ -182,18 +171,7 @@ def user_edits(info: dict[str, Any], store_url: str) -> list[str]:
 
 def agreement(info: dict[str, Any], store_url: str) -> tuple[int, int, list[str]]:
     """Compare every mapped field of every linked pair in both systems; excuse what the log explains."""
-    config = {
-        "marketo_base_url": info["marketo_url"],
-        "marketo_client_id": info["marketo_client_id"],
-        "marketo_client_secret": info["marketo_client_secret"],
-        "marketo_ca_bundle": info["ca_bundle"],
-        "dynamics_base_url": info["dynamics_url"],
-        "dynamics_authority_host": info["dynamics_authority"],
-        "dynamics_tenant_id": info["dynamics_tenant_id"],
-        "dynamics_client_id": info["dynamics_client_id"],
-        "dynamics_client_secret": info["dynamics_client_secret"],
-        "dynamics_ca_bundle": info["ca_bundle"],
-    }
+    config = target_connections(info)
     with MarketoClient(MarketoConnection.from_config(config, "marketo_")) as marketo:
         dynamics = DataverseClient(DataverseConnection.from_config(config, "dynamics_"))
         try:

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mktdyn_sandbox.plugin_config import dynamics_connection, marketo_connection, start_date, target_connections
 from target_mktdyn_merge.activity import iter_activities
 from target_mktdyn_merge.store import Store
 
@@ -20,18 +20,7 @@ BIN = Path(sys.executable).parent
 
 def connection_config(info: dict[str, Any]) -> dict[str, Any]:
     """The target's two connections, from sandbox.json."""
-    return {
-        "marketo_base_url": info["marketo_url"],
-        "marketo_client_id": info["marketo_client_id"],
-        "marketo_client_secret": info["marketo_client_secret"],
-        "marketo_ca_bundle": info["ca_bundle"],
-        "dynamics_base_url": info["dynamics_url"],
-        "dynamics_authority_host": info["dynamics_authority"],
-        "dynamics_tenant_id": info["dynamics_tenant_id"],
-        "dynamics_client_id": info["dynamics_client_id"],
-        "dynamics_client_secret": info["dynamics_client_secret"],
-        "dynamics_ca_bundle": info["ca_bundle"],
-    }
+    return target_connections(info)
 
 
 @dataclass
@@ -46,27 +35,12 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        start = (datetime.now(UTC) - timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        start = start_date()
         info = self.info
         self.store_url = self.store_url or f"sqlite:///{self.workdir / 'store.db'}"
         self.configs = {
-            "tap-marketo-leads": {
-                "base_url": info["marketo_url"],
-                "client_id": info["marketo_client_id"],
-                "client_secret": info["marketo_client_secret"],
-                "ca_bundle": info["ca_bundle"],
-                "start_date": start,
-                "poll_interval_seconds": 0.1,
-            },
-            "tap-dynamics-leads": {
-                "base_url": info["dynamics_url"],
-                "authority_host": info["dynamics_authority"],
-                "tenant_id": info["dynamics_tenant_id"],
-                "client_id": info["dynamics_client_id"],
-                "client_secret": info["dynamics_client_secret"],
-                "ca_bundle": info["ca_bundle"],
-                "start_date": start,
-            },
+            "tap-marketo-leads": {**marketo_connection(info), "start_date": start, "poll_interval_seconds": 0.1},
+            "tap-dynamics-leads": {**dynamics_connection(info), "start_date": start},
         }
         target = {"store_url": self.store_url, **connection_config(info), **self.target_config}
         self.configs["target-stage"] = {**target, "merge": False}
