@@ -315,3 +315,24 @@ def test_a_deleted_person_comes_back_only_when_its_lead_changes(tmp_path: Path) 
         assert {p["marketo_id"]: p["dynamics_id"] for p in world.pairs()}[str(again[0]["id"])] == pair["dynamics_id"]
     finally:
         world.close()
+
+
+def test_record_failures_beyond_the_limit_fail_the_run_after_recording_everything(tmp_path: Path) -> None:
+    world = World(tmp_path, {"max_record_failures": 0}, persons=30, dynamics_only=2)
+    try:
+        world.sync()
+        created = world.marketo.sync_leads(
+            "createOnly",
+            [{"email": "long.name@person.example", "firstName": "Y" * 61, "lastName": "Long", "syncToDynamics": True}],
+            "email",
+        )
+        result = world.sync(check=False)
+        assert result.returncode != 0
+        assert result.stderr.strip().splitlines()[-1] == (
+            "target-mktdyn-merge: 1 record-level failures exceed max_record_failures=0; see `mktdyn report`"
+        )
+        failures = [a for a in world.pipeline.activities() if a["action"] == "validation_failed"]
+        assert [a["person_id"] for a in failures] == [str(created[0].id)]
+        assert world.leads_with_email("long.name@person.example") == []
+    finally:
+        world.close()
