@@ -8,7 +8,7 @@ PYTEST_ARGS ?= -n 2
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: install lint typecheck unit test demo bench clean
+.PHONY: install lint typecheck unit test demo bench matrix clean
 
 install: $(VENV)/.installed
 
@@ -34,7 +34,7 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 bench: install
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mktdyn .meltano output .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ drop a connection without an answer to simulate a reset.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -273,6 +274,8 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], app: Application, tls: ssl.SSLContext | None) -> None:
         super().__init__(address, _RequestHandler)
         self.app = app
+        self.connections: set[Any] = set()
+        self.connections_lock = threading.Lock()
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         scheme = "https" if tls is not None else "http"
@@ -280,6 +283,26 @@ class _Server(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         host_text = host.decode() if isinstance(host, bytes) else str(host)
         self.base_url = f"{scheme}://{host_text}:{port}"
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Remember each open connection, so stopping can drop keep-alive ones as a real restart does."""
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Forget a connection once it is closed."""
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Break every open connection (its handler thread then ends instead of serving a stopped app)."""
+        with self.connections_lock:
+            open_now = list(self.connections)
+        for connection in open_now:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Log a failed connection (a refused TLS handshake, a client gone) quietly instead of to stderr."""
@@ -312,9 +335,10 @@ class HttpServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
+        """Stop serving, close the socket and drop open connections (keep-alive ones included)."""
         self._server.shutdown()
         self._server.server_close()
+        self._server.drop_connections()
         self._thread.join(timeout=5)
 
 

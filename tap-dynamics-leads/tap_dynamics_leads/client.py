@@ -106,7 +106,13 @@ class DataverseClient:
             return self._attributes[logical_name]
         base_url = self._entity_url(logical_name) + "/Attributes"
         query = odata.encode_query({"$select": ",".join(BASE_ATTRIBUTE_SELECT)})
-        items = self._get_json("metadata", f"{base_url}?{query}").get("value") or []
+        listing = f"{base_url}?{query}"
+        items = self._rows(self._get_json("metadata", listing), listing)
+        for item in items:
+            if not isinstance(item.get("LogicalName"), str):
+                raise DataverseApiError(
+                    self._session.label("GET", listing), "invalid_response", f"a column without LogicalName: {item}"
+                )
         attributes = {item["LogicalName"]: parse_attribute(item) for item in items}
         present = {attribute.attribute_type for attribute in attributes.values()}
         present |= {"Virtual"} if any(a.is_multiselect for a in attributes.values()) else set()
@@ -115,7 +121,7 @@ class DataverseClient:
                 continue
             params = {"$select": select, "$expand": expand}
             url = f"{base_url}/Microsoft.Dynamics.CRM.{cast}?{odata.encode_query(params)}"
-            for detail in self._get_json("metadata", url).get("value") or []:
+            for detail in self._rows(self._get_json("metadata", url), url):
                 name = detail.get("LogicalName")
                 if name in attributes:
                     attributes[name] = merge_details(attributes[name], detail)
@@ -140,7 +146,7 @@ class DataverseClient:
         params = {"$select": odata.select_clause(select), "$filter": filter, "$orderby": orderby}
         url = self._session.url(odata.identifier(entity_set)) + "?" + odata.encode_query(params)
         for page in self._pages("read", url, self._prefer(page_size)):
-            yield from page.get("value") or []
+            yield from self._rows(page, url)
 
     def changes(
         self, entity_set: str, select: Sequence[str], delta_link: str | None = None, page_size: int | None = None
@@ -313,13 +319,28 @@ class DataverseClient:
     def _change_page(self, page: Mapping[str, Any]) -> ChangePage:
         rows: list[dict[str, Any]] = []
         deleted: list[str] = []
-        for item in page.get("value") or []:
+        for item in self._rows(page, "a change-tracking page"):
             if is_deleted_entity(item):
                 deleted.append(str(item["id"]))
             else:
                 rows.append(item)
         link = page.get("@odata.deltaLink")
         return ChangePage(rows, deleted, str(link) if link else None)
+
+    def _rows(self, page: Mapping[str, Any], url: str) -> list[dict[str, Any]]:
+        """The ``value`` of a collection response, which Dataverse always sends as a list of objects.
+
+        Anything else (missing, a string, a list of numbers) would be read as no rows or as garbage rows,
+        so it is an error naming the request instead.
+        """
+        rows = page.get("value")
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise DataverseApiError(
+                self._session.label("GET", url) if "://" in url else f"GET {url}",
+                "invalid_response",
+                f"expected 'value' to be a list of objects, got {str(rows)[:120]!r}",
+            )
+        return rows
 
     def _get_json(self, kind: str, url: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         return self._json(self._session.send(kind, "GET", url, headers=headers))

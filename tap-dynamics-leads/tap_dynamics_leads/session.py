@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("read", "write", "auth", "metadata")
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+#: Refusals Dataverse answers before doing anything (service protection, unavailable): safe to resend.
+_NOT_PROCESSED = frozenset({429, 503})
 #: Longest single wait for a Retry-After; Dataverse asks for seconds to a few minutes.
 MAX_RETRY_AFTER = 300.0
 BASE_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
@@ -185,6 +187,17 @@ class DataverseSession:
                     code or f"http_{status}",
                     f"{message}; the environment refused the identity of setting {self.connection.setting(who)!r}",
                     status,
+                )
+            if status in _RETRY_STATUS and not replayable and status not in _NOT_PROCESSED:
+                # A write that cannot be replayed (a create, a $batch) may have been processed before the server
+                # failed: sending it again could create a record twice. The caller resolves it by lookup.
+                raise TransientError(
+                    SYSTEM,
+                    label,
+                    f"http_{status}",
+                    f"HTTP {status} after sending; the outcome is unknown",
+                    status,
+                    retryable=True,
                 )
             if status in _RETRY_STATUS and attempt <= self.backoff.attempts:
                 wait = retry_after_seconds(response.headers.get("Retry-After"))

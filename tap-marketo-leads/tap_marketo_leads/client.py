@@ -129,7 +129,10 @@ class MarketoClient:
         """The person fields (``leads/describe.json``), fetched once per client."""
         if self._describe is None:
             payload = self._transport.call("GET", "/rest/v1/leads/describe.json", kind="metadata")
-            self._describe = list(payload.get("result") or [])
+            fields = payload.get("result")
+            if fields is None:  # every field would look unknown and the field map check would blame the config
+                raise ApiError(SYSTEM, "GET /rest/v1/leads/describe.json", "invalid-response", "no 'result' described")
+            self._describe = list(fields)
         return self._describe
 
     def get_activity_types(self) -> list[dict[str, Any]]:
@@ -142,8 +145,19 @@ class MarketoClient:
         """Persons whose ``filter_type`` is one of ``values`` (300 values per call, every page).
 
         Sent as ``POST … _method=GET`` with a form body, so 300 long emails never hit the 8 KB URL limit.
+        ``filterValues`` is comma-separated with no escape: a value holding a comma would be split and match
+        other persons (``o,neil@x.com`` finding ``neil@x.com``), so such a value is not sent; no person can
+        match it exactly, and the caller sees none.
         """
         unique = list(dict.fromkeys(str(value) for value in values if value is not None and str(value) != ""))
+        unsendable = [value for value in unique if "," in value]
+        if unsendable:
+            logger.warning(
+                "Marketo %s filter: %d value(s) contain a comma and cannot be looked up exactly; skipped",
+                filter_type,
+                len(unsendable),
+            )
+            unique = [value for value in unique if "," not in value]
         field_list = ",".join(dict.fromkeys(["id", *fields]))
         for batch in chunked(unique, MAX_BATCH):
             token: str | None = None

@@ -96,6 +96,12 @@ def raise_for_envelope(payload: Any, request: str, status: int | None = None) ->
             request, "invalid-response", f"expected a JSON object, got {type(payload).__name__}", status
         )
     if payload.get("success") is True:
+        result = payload.get("result")
+        if result is not None and not (isinstance(result, list) and all(isinstance(r, dict) for r in result)):
+            # Read as a list of objects by every caller: a string would be iterated character by character.
+            raise MarketoApiError(
+                request, "invalid-response", f"'result' is not a list of objects: {str(result)[:120]!r}", status
+            )
         return payload
     code, message = first_error(payload)
     remedy = remedy_for(code)

@@ -165,15 +165,18 @@ def parse_export_csv(chunks: Iterable[bytes], typer: ValueTyper) -> Iterator[dic
         header[0] = header[0][1:]
     columns = [name.strip() for name in header]
     width = len(columns)
-    for row in reader:
+    for number, row in enumerate(reader, start=1):
         if not row or (len(row) == 1 and not row[0]):
             continue  # a blank line (trailing newline, stray CR)
         if len(row) != width:
-            logger.warning(
-                "Export row with %d values for %d columns (id %r); extra or missing values ignored",
-                len(row),
-                width,
-                row[0] if row else None,
+            # An unbalanced quote swallows every row after it into one value: ignoring the mismatch would
+            # lose those persons silently. Stop; the bookmark does not move, so nothing is skipped.
+            raise ApiError(
+                SYSTEM,
+                "bulk export file",
+                "invalid-export",
+                f"data row {number} (id {row[0][:40]!r}) has {len(row)} values for {width} columns "
+                "(an unbalanced quote or a truncated file); the export is not trusted",
             )
         yield {name: typer.from_csv(name, value) for name, value in zip(columns, row, strict=False)}
 

@@ -166,25 +166,27 @@ class MarketoTransport:
             try:
                 return raise_for_envelope(payload, request_name, response.status_code)
             except MarketoApiError as exc:
-                if exc.remedy is Remedy.REAUTHENTICATE:
-                    failures["token"] += 1
-                    self.retries[f"code-{exc.code}"] += 1
-                    if failures["token"] > self.retry.reauth_attempts:
-                        raise
-                    logger.info(
-                        "Marketo %s answered %s (%s); fetching a new token", request_name, exc.code, exc.api_message
-                    )
-                    self.token.invalidate()
-                    continue
-                if exc.remedy is Remedy.THROTTLE:
-                    self._throttle_or_raise(failures, request_name, exc)
-                    continue
-                if exc.remedy is Remedy.RETRY and idempotent:
-                    self._pause_or_raise(
-                        failures, f"code-{exc.code}", request_name, f"error {exc.code}", response.status_code
-                    )
-                    continue
-                raise
+                if exc.remedy is Remedy.RETRY and not idempotent:
+                    raise
+                self._remedy_or_raise(failures, request_name, exc, response.status_code)
+
+    def _remedy_or_raise(
+        self, failures: Counter[str], request_name: str, exc: MarketoApiError, status: int | None
+    ) -> None:
+        """Do what the error's code asks (new token, wait out the window, back off) or re-raise it."""
+        if exc.remedy is Remedy.REAUTHENTICATE:
+            failures["token"] += 1
+            self.retries[f"code-{exc.code}"] += 1
+            if failures["token"] > self.retry.reauth_attempts:
+                raise exc
+            logger.info("Marketo %s answered %s (%s); fetching a new token", request_name, exc.code, exc.api_message)
+            self.token.invalidate()
+        elif exc.remedy is Remedy.THROTTLE:
+            self._throttle_or_raise(failures, request_name, exc)
+        elif exc.remedy is Remedy.RETRY:
+            self._pause_or_raise(failures, f"code-{exc.code}", request_name, f"error {exc.code}", status)
+        else:
+            raise exc
 
     def _decode(self, response: requests.Response, request_name: str) -> Any:
         try:
@@ -220,8 +222,19 @@ class MarketoTransport:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self._pause_or_raise(failures, "connection", request_name, type(exc).__name__, None)
                 continue
-            if response.status_code in (200, 206):
+            if response.status_code in (200, 206) and not _is_json(response):
                 return response
+            if response.status_code in (200, 206):
+                # Marketo answers a refused file request (601/602 token, 606/615 rate, 611...) with HTTP 200
+                # and a JSON envelope: taken as file bytes it would corrupt the export (checksum, columns).
+                payload = self._decode(response, request_name)
+                response.close()
+                try:
+                    raise_for_envelope(payload, request_name, response.status_code)
+                except MarketoApiError as exc:
+                    self._remedy_or_raise(failures, request_name, exc, response.status_code)
+                    continue
+                raise ApiError(SYSTEM, request_name, "invalid-response", "a JSON envelope instead of the file", 200)
             text = response.text[:200]
             response.close()
             if response.status_code == 404:
@@ -347,3 +360,8 @@ class MarketoTransport:
             attempt,
         )
         self._sleep(delay)
+
+
+def _is_json(response: requests.Response) -> bool:
+    """Whether a response carries JSON (an error envelope) rather than a file."""
+    return "json" in response.headers.get("Content-Type", "").lower()

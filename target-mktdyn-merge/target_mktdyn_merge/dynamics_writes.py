@@ -9,7 +9,8 @@ becomes the baseline; a create whose answer was lost is resolved by looking the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mktdyn_common.errors import TransientError
@@ -25,15 +26,26 @@ from target_mktdyn_merge.write_context import WriteContext, entity_of
 logger = logging.getLogger(__name__)
 
 KEY = {"lead": "leadid", "contact": "contactid"}
+#: Part statuses that mean "not now" (service protection, a busy server), never a record failure.
+THROTTLED = (429, 503)
+#: Waits before re-sending throttled parts within one run; what is still throttled then waits for the next run.
+THROTTLE_WAITS = (2.0, 5.0, 10.0, 20.0, 30.0)
 
 
 class DynamicsWriter:
     """Sends owed Dynamics writes and records their outcomes."""
 
-    def __init__(self, client: DataverseClient, context: WriteContext, batch_size: int) -> None:
+    def __init__(
+        self,
+        client: DataverseClient,
+        context: WriteContext,
+        batch_size: int,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.client = client
         self.context = context
         self.batch_size = max(1, min(1000, batch_size))
+        self.sleep = sleep
 
     def _select(self, entity: str) -> list[str]:
         """Columns to read back: the key, modifiedon, and every mapped column."""
@@ -102,8 +114,39 @@ class DynamicsWriter:
     def _send(
         self, entries: Sequence[OutboxEntry], allow_remerge: bool, etags: dict[int, str] | None = None
     ) -> list[OutboxEntry]:
-        """Send in `$batch` requests; return the updates that met a 412."""
+        """Send in `$batch` requests; re-send throttled parts after a wait; return the updates that met a 412."""
         conflicts: list[OutboxEntry] = []
+        pending = list(entries)
+        for wait in (0.0, *THROTTLE_WAITS):
+            if not pending:
+                return conflicts
+            if wait:
+                logger.warning(
+                    "Dataverse throttled %d write(s) (service protection); re-sending in %g s", len(pending), wait
+                )
+                self.sleep(wait)
+            pending = self._send_once(pending, allow_remerge, etags, conflicts)
+        if pending:
+            logger.warning("%d Dataverse write(s) still throttled; they stay owed and go next run", len(pending))
+            with self.context.store.transaction() as connection:
+                mark(
+                    connection,
+                    [e.op_id for e in pending],
+                    "planned",
+                    error_code="429",
+                    error_message="throttled by Dataverse service protection; sent next run",
+                )
+        return conflicts
+
+    def _send_once(
+        self,
+        entries: Sequence[OutboxEntry],
+        allow_remerge: bool,
+        etags: dict[int, str] | None,
+        conflicts: list[OutboxEntry],
+    ) -> list[OutboxEntry]:
+        """One pass of `$batch` requests; return the entries Dataverse throttled (never record failures)."""
+        throttled: list[OutboxEntry] = []
         for start in range(0, len(entries), self.batch_size):
             chunk = list(entries[start : start + self.batch_size])
             with self.context.store.transaction() as connection:
@@ -117,13 +160,15 @@ class DynamicsWriter:
                 logger.warning(
                     "Dynamics $batch of %d write(s) did not complete (%s); they are resolved next run", len(chunk), exc
                 )
-                return conflicts
+                return []
             for entry, result in zip(chunk, results, strict=True):
-                if result.status == 412 and entry.action == "update" and allow_remerge:
+                if result.status in THROTTLED:
+                    throttled.append(entry)
+                elif result.status == 412 and entry.action == "update" and allow_remerge:
                     conflicts.append(entry)
                 else:
                     self._record(entry, result)
-        return conflicts
+        return throttled
 
     def _record(self, entry: OutboxEntry, result: BatchResult) -> None:
         outcomes = self.context.outcomes

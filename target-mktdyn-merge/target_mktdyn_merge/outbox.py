@@ -111,19 +111,41 @@ class OutboxEntry:
 
 
 def supersede(connection: sa.Connection, writes: Iterable[PlannedWrite]) -> int:
-    """Retire owed entries that a newer plan for the same record replaces; return how many."""
+    """Retire owed entries that a newer plan for the same record replaces; return how many.
+
+    Set-based (one statement per system and 500 keys) rather than one statement per write: planning an
+    initial sync supersedes nothing but used to pay a scan of the owed entries for every planned write.
+    """
     outbox = tables.outbox
-    retired = 0
+    keys: dict[str, set[str]] = {}
+    targets: dict[str, set[str]] = {}
     for write in writes:
         if write.idempotency_key:
-            match = outbox.c.idempotency_key == write.idempotency_key
+            keys.setdefault(write.system, set()).add(write.idempotency_key)
         elif write.target_id and write.action in ("update", "flag"):
-            match = sa.and_(outbox.c.target_id == write.target_id, outbox.c.action.in_(["update", "flag"]))
-        else:
-            continue
+            targets.setdefault(write.system, set()).add(write.target_id)
+    matches: list[sa.ColumnElement[bool]] = []
+    for system, values in keys.items():
+        ordered = sorted(values)
+        matches += [
+            sa.and_(outbox.c.system == system, outbox.c.idempotency_key.in_(ordered[start : start + 500]))
+            for start in range(0, len(ordered), 500)
+        ]
+    for system, values in targets.items():
+        ordered = sorted(values)
+        matches += [
+            sa.and_(
+                outbox.c.system == system,
+                outbox.c.target_id.in_(ordered[start : start + 500]),
+                outbox.c.action.in_(["update", "flag"]),
+            )
+            for start in range(0, len(ordered), 500)
+        ]
+    retired = 0
+    for match in matches:
         result = connection.execute(
             sa.update(outbox)
-            .where(match, outbox.c.system == write.system, outbox.c.status.in_(REPLACEABLE))
+            .where(match, outbox.c.status.in_(REPLACEABLE))
             .values(status="superseded", updated_at=now_iso())
         )
         retired += result.rowcount or 0

@@ -137,6 +137,8 @@ class Outcomes:
                 if linked_existing:
                     activity.action = "linked"
                     activity.rule = f"{activity.rule}; it already existed, so it was linked, not created"
+                # The write it confirms, so the log accounts for every write (as failures already do).
+                activity.details = {**activity.details, "op_id": entry.op_id}
                 self._log(connection, activity)
 
     def _move_baseline(self, connection: sa.Connection, entry: OutboxEntry, stored: Mapping[str, Any]) -> None:

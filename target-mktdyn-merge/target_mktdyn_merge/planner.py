@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,100 @@ class _Batch:
         self.merged.setdefault(record.source, []).append(record)
 
 
+class _Lookups:
+    """What one batch reads from the store, fetched up front in a few set-based queries.
+
+    Looking up each person's candidates, pairs and linked rows one query at a time made planning cost a dozen
+    store round trips per record, which dominated an initial sync. Staged records do not change while
+    planning and pairs and tombstones change only when a batch commits, so a cache filled when a batch
+    starts answers exactly as the store would; anything not prefetched falls back to the store.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.staged: dict[tuple[str, str], StagedRecord | None] = {}
+        self.by_email: dict[tuple[str, str], list[StagedRecord]] = {}
+        self.dynamics_pairs: dict[tuple[str, str], Pair | None] = {}
+        self.tombstone_ids: set[str] = set()
+        self.tombstones: set[tuple[str, str, str]] = set()
+
+    def clear(self) -> None:
+        """Forget everything (a batch committed; memory stays bounded by the batch size)."""
+        self.staged.clear()
+        self.by_email.clear()
+        self.dynamics_pairs.clear()
+        self.tombstone_ids.clear()
+        self.tombstones.clear()
+
+    def prefetch_records(self, stream: str, record_ids: Iterable[str]) -> None:
+        """Staged records of ``stream`` by id."""
+        wanted = {i for i in record_ids if (stream, i) not in self.staged}
+        found = self.store.staged_records(stream, wanted)
+        for record_id in wanted:
+            self.staged[(stream, record_id)] = found.get(record_id)
+
+    def prefetch_emails(self, emails: Iterable[str | None]) -> None:
+        """Live persons, contacts and leads with these emails, and the pairs of those contacts and leads."""
+        wanted = {e for e in emails if e}
+        rows: list[tuple[str, str]] = []
+        for entity, stream in (("person", PERSONS), *((e, DYNAMICS_STREAM[e]) for e in ENTITIES)):
+            missing = [e for e in wanted if (stream, e) not in self.by_email]
+            found = self.store.staged_by_email(stream, missing)
+            for email in missing:
+                self.by_email[(stream, email)] = found.get(email, [])
+            for records in found.values():
+                for record in records:
+                    self.staged.setdefault((stream, record.record_id), record)
+                    if entity != "person":
+                        rows.append((entity, record.record_id))
+        missing_pairs = [key for key in rows if key not in self.dynamics_pairs]
+        if missing_pairs:
+            with self.store.transaction() as connection:
+                pairs = pairs_by_dynamics(connection, missing_pairs)
+            for key in missing_pairs:
+                self.dynamics_pairs[key] = pairs.get(key)
+
+    def prefetch_tombstones(self, record_ids: Iterable[str]) -> None:
+        """Which of these records (of either system) have a tombstone."""
+        wanted = sorted({str(i) for i in record_ids} - self.tombstone_ids)
+        table = tables.tombstones
+        with self.store.transaction() as connection:
+            for start in range(0, len(wanted), 500):
+                query = sa.select(table.c.survivor_system, table.c.survivor_entity, table.c.survivor_id).where(
+                    table.c.survivor_id.in_(wanted[start : start + 500])
+                )
+                self.tombstones.update((str(a), str(b), str(c)) for a, b, c in connection.execute(query))
+        self.tombstone_ids.update(wanted)
+
+    def staged_record(self, stream: str, record_id: str) -> StagedRecord | None:
+        key = (stream, str(record_id))
+        if key not in self.staged:
+            self.staged[key] = self.store.staged_record(stream, str(record_id))
+        return self.staged[key]
+
+    def staged_by_email(self, stream: str, email: str | None) -> list[StagedRecord]:
+        if not email:
+            return []
+        key = (stream, email)
+        if key not in self.by_email:
+            self.by_email[key] = self.store.staged_by_email(stream, [email]).get(email, [])
+        return self.by_email[key]
+
+    def pairs_by_dynamics(self, entity: Entity, records: list[StagedRecord]) -> dict[tuple[str, str], Pair]:
+        keys = [(entity, r.record_id) for r in records]
+        missing = [key for key in keys if key not in self.dynamics_pairs]
+        if missing:
+            with self.store.transaction() as connection:
+                found = pairs_by_dynamics(connection, missing)
+            for key in missing:
+                self.dynamics_pairs[key] = found.get(key)
+        return {key: pair for key in keys if (pair := self.dynamics_pairs[key]) is not None}
+
+    def may_be_buried(self, system: str, entity: str, record_id: str) -> bool:
+        """False only when the prefetch saw that the record has no tombstone."""
+        return record_id not in self.tombstone_ids or (system, entity, record_id) in self.tombstones
+
+
 class Planner:
     """One merge pass over everything that changed since the last one."""
 
@@ -98,6 +193,9 @@ class Planner:
         self.counts: Counter[str] = Counter()
         self.qualified: dict[str, list[StagedRecord]] = {}
         self.merge_context = MergeContext(settings.metadata, settings.field_map, settings.run_number)
+        self.lookups = _Lookups(store)
+        #: Option sets per entity, built once (rebuilding them from the metadata for every pair cost ~5%).
+        self.options = {entity: settings.metadata.options(entity) for entity in ENTITIES}
 
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> Counter[str]:
@@ -121,8 +219,10 @@ class Planner:
     # -- batches --------------------------------------------------------------------------------
     def _person_batch(self, records: list[StagedRecord]) -> None:
         batch = _Batch()
+        self.lookups.clear()
         with self.store.transaction() as connection:
             pairs = pairs_by_person(connection, (r.record_id for r in records))
+        self._prefetch(records, pairs.values())
         for record in records:
             if record.record_id in self.processed_persons:
                 continue
@@ -135,8 +235,20 @@ class Planner:
 
     def _dynamics_batch(self, entity: Entity, records: list[StagedRecord]) -> None:
         batch = _Batch()
+        self.lookups.clear()
         with self.store.transaction() as connection:
             pairs = pairs_by_dynamics(connection, ((entity, r.record_id) for r in records))
+        linked_persons: set[str] = set()
+        for record in records:
+            pair = pairs.get((entity, record.record_id))
+            person_id = pair.marketo_id if pair else self.run_links.get((entity, record.record_id))
+            if person_id is not None:
+                linked_persons.add(person_id)
+        self.lookups.prefetch_records(PERSONS, linked_persons)
+        persons = [r for i in linked_persons if (r := self.lookups.staged_record(PERSONS, i)) is not None]
+        with self.store.transaction() as connection:
+            person_pairs = pairs_by_person(connection, linked_persons)
+        self._prefetch([*records, *persons], person_pairs.values())
         for record in records:
             pair = pairs.get((entity, record.record_id))
             linked_person = pair.marketo_id if pair else self.run_links.get((entity, record.record_id))
@@ -145,14 +257,25 @@ class Planner:
                     self._dynamics_deleted(entity, record, pair, batch)
             elif linked_person is not None:
                 if linked_person not in self.processed_persons:
-                    person = self.store.staged_record(PERSONS, linked_person)
+                    person = self.lookups.staged_record(PERSONS, linked_person)
                     if person is not None and not person.deleted:
-                        with self.store.transaction() as connection:
-                            self._person(person, pairs_by_person(connection, [linked_person]).get(linked_person), batch)
+                        self._person(person, person_pairs.get(linked_person), batch)
             else:
                 self._unlinked_row(entity, record, batch)
             batch.mark(record)
         self._commit(batch)
+
+    def _prefetch(self, records: list[StagedRecord], pairs: Iterable[Pair]) -> None:
+        """Fill the batch's lookups: linked rows, everything sharing an email with the batch, tombstones."""
+        pairs = list(pairs)
+        for entity in ENTITIES:
+            self.lookups.prefetch_records(DYNAMICS_STREAM[entity], [p.dynamics_id for p in pairs if p.entity == entity])
+        self.lookups.prefetch_emails(r.email_norm for r in records)
+        linked = (r for key, r in self.lookups.staged.items() if r is not None and key[0] == PERSONS)
+        self.lookups.prefetch_emails(r.email_norm for r in linked)
+        self.lookups.prefetch_tombstones(
+            [r.record_id for r in records] + [k[1] for k, r in self.lookups.staged.items() if r is not None]
+        )
 
     def _commit(self, batch: _Batch) -> None:
         """Write one batch's decisions atomically (in a dry run: only the log and the dry-run outbox)."""
@@ -178,17 +301,22 @@ class Planner:
             for system, entity, record_id, deleted_at, print_ in batch.tombstones:
                 bury(connection, system, entity, record_id, deleted_at, print_, settings.run_id)
             staged = tables.staged
-            for source, records in batch.merged.items():
-                for record in records:
-                    connection.execute(
-                        sa.update(staged)
-                        .where(
-                            staged.c.source == source,
-                            staged.c.record_id == record.record_id,
-                            staged.c.changed_seq == record.changed_seq,
-                        )
-                        .values(merged_seq=record.changed_seq)
+            marks = [
+                {"b_source": source, "b_record_id": r.record_id, "b_changed_seq": r.changed_seq}
+                for source, records in batch.merged.items()
+                for r in records
+            ]
+            if marks:  # one executemany, not a statement per record
+                connection.execute(
+                    sa.update(staged)
+                    .where(
+                        staged.c.source == sa.bindparam("b_source"),
+                        staged.c.record_id == sa.bindparam("b_record_id"),
+                        staged.c.changed_seq == sa.bindparam("b_changed_seq"),
                     )
+                    .values(merged_seq=sa.bindparam("b_changed_seq")),
+                    marks,
+                )
 
     # -- persons --------------------------------------------------------------------------------
     def _candidates(self, email: str | None) -> list[DynamicsRow]:
@@ -196,11 +324,10 @@ class Planner:
             return []
         rows: list[DynamicsRow] = []
         for entity in ENTITIES:
-            found = self.store.staged_by_email(DYNAMICS_STREAM[entity], [email]).get(email, [])
+            found = self.lookups.staged_by_email(DYNAMICS_STREAM[entity], email)
             if not found:
                 continue
-            with self.store.transaction() as connection:
-                linked = pairs_by_dynamics(connection, ((entity, r.record_id) for r in found))
+            linked = self.lookups.pairs_by_dynamics(entity, found)
             for record in found:
                 pair = linked.get((entity, record.record_id))
                 rows.append(
@@ -230,12 +357,12 @@ class Planner:
         email = person.email_norm
         link = None
         if pair is not None:
-            row = self.store.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
+            row = self.lookups.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
             link = ExistingLink(pair.entity, pair.dynamics_id, row is not None and not row.deleted)
         qualified = []
         if pair is not None and pair.entity == "lead":
             qualified = [self._row("contact", c, None) for c in self.qualified.get(pair.dynamics_id, [])]
-        same_email = self.store.staged_by_email(PERSONS, [email]).get(email, []) if email else []
+        same_email = self.lookups.staged_by_email(PERSONS, email)
         result = match_person(
             PersonRef(person.record_id, person.fields.get("email")),
             link,
@@ -273,7 +400,7 @@ class Planner:
                     )
                 )
             self.run_links[(pair.entity, pair.dynamics_id)] = person.record_id
-            row = self.store.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
+            row = self.lookups.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
             if row is None or row.deleted:
                 return
             self._merge(person, row, pair, batch)
@@ -288,9 +415,11 @@ class Planner:
                 )
             )
             return
-        print_ = fingerprint(self.settings.field_map, "lead", "marketo", person.fields)
-        with self.store.transaction() as connection:
-            buried = still_buried(connection, "marketo", "person", person.record_id, print_)
+        buried = None
+        if self.lookups.may_be_buried("marketo", "person", person.record_id):
+            print_ = fingerprint(self.settings.field_map, "lead", "marketo", person.fields)
+            with self.store.transaction() as connection:
+                buried = still_buried(connection, "marketo", "person", person.record_id, print_)
         if buried is not None:
             batch.activities.append(
                 Activity(
@@ -319,7 +448,7 @@ class Planner:
                 person.fields,
                 settings.policy,
                 field_map=settings.field_map,
-                options=settings.metadata.options("lead"),
+                options=self.options["lead"],
                 not_creatable=settings.metadata.dynamics_not_creatable("lead"),
             )
         except SubjectTemplateError as exc:
@@ -364,7 +493,7 @@ class Planner:
         batch.writes.extend(merge_writes(pair, result, row.fields.get("odata_etag")))
         # Only what both systems already agree on moves the baseline here; planned writes move it once
         # they are confirmed stored (write-back).
-        pair.baseline = confirm_baseline(pair.baseline, result, options=settings.metadata.options(pair.entity))
+        pair.baseline = confirm_baseline(pair.baseline, result, options=self.options[pair.entity])
         pair.first_merge_done = True
         if not settings.dry_run:
             pair.guards = dict(result.guards)
@@ -374,7 +503,7 @@ class Planner:
         self.processed_persons.add(person.record_id)
         if pair is None:
             return
-        row = self.store.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
+        row = self.lookups.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
         decision = decide_delete(
             "marketo",
             pair.dynamics_id,
@@ -388,7 +517,7 @@ class Planner:
             batch.tombstones.append(("dynamics", pair.entity, pair.dynamics_id, person.deleted_at or "", print_))
 
     def _dynamics_deleted(self, entity: Entity, record: StagedRecord, pair: Pair, batch: _Batch) -> None:
-        person = self.store.staged_record(PERSONS, pair.marketo_id)
+        person = self.lookups.staged_record(PERSONS, pair.marketo_id)
         decision = decide_delete(
             "dynamics",
             pair.marketo_id,
@@ -447,7 +576,7 @@ class Planner:
     # -- Dynamics rows with no pair -------------------------------------------------------------
     def _unlinked_row(self, entity: Entity, record: StagedRecord, batch: _Batch) -> None:
         email = record.email_norm
-        persons = self.store.staged_by_email(PERSONS, [email]).get(email, []) if email else []
+        persons = self.lookups.staged_by_email(PERSONS, email)
         if persons:
             with self.store.transaction() as connection:
                 pairs = pairs_by_person(connection, (p.record_id for p in persons))
@@ -457,9 +586,11 @@ class Planner:
             return
         if email and email in self.created_for_email:
             return
-        print_ = fingerprint(self.settings.field_map, entity, "dynamics", record.fields)
-        with self.store.transaction() as connection:
-            buried = still_buried(connection, "dynamics", entity, record.record_id, print_)
+        buried = None
+        if self.lookups.may_be_buried("dynamics", entity, record.record_id):
+            print_ = fingerprint(self.settings.field_map, entity, "dynamics", record.fields)
+            with self.store.transaction() as connection:
+                buried = still_buried(connection, "dynamics", entity, record.record_id, print_)
         if buried is not None:
             batch.activities.append(
                 Activity(
@@ -474,9 +605,7 @@ class Planner:
             )
             return
         rows = [
-            self._row(e, r, None)
-            for e in ENTITIES
-            for r in (self.store.staged_by_email(DYNAMICS_STREAM[e], [email]).get(email, []) if email else [])
+            self._row(e, r, None) for e in ENTITIES for r in self.lookups.staged_by_email(DYNAMICS_STREAM[e], email)
         ]
         if not rows:
             rows = [self._row(entity, record, None)]
@@ -506,14 +635,14 @@ class Planner:
         source = (
             record
             if chosen.id == record.record_id
-            else self.store.staged_record(DYNAMICS_STREAM[chosen.entity], chosen.id)
+            else self.lookups.staged_record(DYNAMICS_STREAM[chosen.entity], chosen.id)
         )
         fields = source.fields if source is not None else record.fields
         payload = person_create_payload(
             fields,
             chosen.entity,
             field_map=self.settings.field_map,
-            options=self.settings.metadata.options(chosen.entity),
+            options=self.options[chosen.entity],
             marketo_read_only=self.settings.metadata.marketo_not_creatable,
         )
         batch.writes.append(

@@ -110,7 +110,10 @@ class Store:
         if self.is_sqlite and sa_url.database and sa_url.database != ":memory:":
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": 60} if self.is_sqlite else {}
-        self.engine = sa.create_engine(self.url, connect_args=connect_args, pool_pre_ping=not self.is_sqlite)
+        try:
+            self.engine = sa.create_engine(self.url, connect_args=connect_args, pool_pre_ping=not self.is_sqlite)
+        except (sa.exc.ArgumentError, ImportError) as exc:  # an unknown dialect or a missing driver
+            raise StoreError(f"setting 'store_url': {self.safe_url}: {exc}") from exc
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._counter_lock = threading.Lock()
@@ -334,6 +337,20 @@ class Store:
             ).first()
         return None if row is None else _row_to_staged(row)
 
+    def staged_records(self, stream: str, record_ids: Iterable[str]) -> dict[str, StagedRecord]:
+        """The staged versions of many records of ``stream`` (live or deleted), by id; absent ids are missing."""
+        table = tables.staged
+        wanted = sorted({str(i) for i in record_ids})
+        found: dict[str, StagedRecord] = {}
+        with self.transaction() as connection:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                for row in connection.execute(
+                    sa.select(table).where(table.c.source == stream, table.c.record_id.in_(chunk))
+                ):
+                    found[row.record_id] = _row_to_staged(row)
+        return found
+
     def staged_by_email(self, stream: str, emails: Iterable[str]) -> dict[str, list[StagedRecord]]:
         """Live (not deleted) staged records of ``stream`` by normalized email."""
         table = tables.staged
@@ -398,8 +415,10 @@ class Store:
 def _split_record(spec: StreamSpec, record: Mapping[str, Any]) -> tuple[str, str, dict[str, Any], str | None]:
     """Key, source timestamp, known fields and deletion time of one Singer record."""
     if record.get(spec.key) in (None, ""):
+        known = {k: v for k, v in record.items() if not k.startswith("_sdc_")}
         raise ValueError(
-            f"stream {spec.name!r}: a record has no key property {spec.key!r}: {dumps(dict(record))[:300]}"
+            f"stream {spec.name!r}, field {spec.key!r}: a record has no key (every record needs its key): "
+            f"{dumps(known)[:300]}"
         )
     record_id = str(record[spec.key])
     deleted_at = timestamp_text(record.get("_sdc_deleted_at")) or None

@@ -50,6 +50,10 @@ staged = sa.Table(
     sa.Column("seen_version", sa.BigInteger),
 )
 
+# Matching looks records up by (stream, email). With only the two single-purpose indexes, SQLite prefers the
+# primary key's ``source`` prefix and scans a whole stream per lookup (0.2 s per 500 emails at 100,000 rows).
+staged_source_email = sa.Index("ix_staged_source_email", staged.c.source, staged.c.email_norm)
+
 # A global counter for arrival order and change sequence numbers (portable: no sequences in SQLite).
 counters = sa.Table(
     "counters",
@@ -142,6 +146,11 @@ def _tombstones(connection: sa.Connection) -> None:
     metadata.create_all(connection, tables=[tombstones])
 
 
+def _staged_source_email(connection: sa.Connection) -> None:
+    """Version 3: the (stream, email) index matching reads (a store created at version 1 lacks it)."""
+    staged_source_email.create(connection, checkfirst=True)
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
-MIGRATIONS: list[Migration] = [_initial, _tombstones]
+MIGRATIONS: list[Migration] = [_initial, _tombstones, _staged_source_email]
 LATEST_VERSION = len(MIGRATIONS)

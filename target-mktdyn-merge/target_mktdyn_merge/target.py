@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mktdyn_common.redact import protect_secrets
+import click
+from mktdyn_common.errors import MktdynError
+from mktdyn_common.redact import protect_secrets, redact
 from singer_sdk import Sink, Target
 
 from target_mktdyn_merge.lock import StoreLockedError, write_lock
 from target_mktdyn_merge.settings import build_config_schema
+from target_mktdyn_merge.singer_input import CheckedSingerReader, SingerInputError
 from target_mktdyn_merge.sinks import StagingSink
 from target_mktdyn_merge.store import Store
 from target_mktdyn_merge.streams import STREAMS, UnknownStreamError
@@ -20,15 +23,34 @@ class TargetMktdynMerge(Target):
     name = "target-mktdyn-merge"
     config_jsonschema = build_config_schema()
     default_sink_class = StagingSink
+    message_reader_class = CheckedSingerReader
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if isinstance(self.message_reader, CheckedSingerReader):
+            self.message_reader.on_bad_input = self.refuse_input
         self.max_parallelism = 1  # one writer per store connection; staging is I/O on one database anyway
         protect_secrets(
             self.config.get(k) for k in ("marketo_client_secret", "dynamics_client_secret", "dynamics_password")
         )
         self._store: Store | None = None
         self._run_id: str | None = None
+
+    @classmethod
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> Any:
+        """Parse ``--config``; a file that is missing or not JSON is named in one line, not a traceback."""
+        try:
+            return super().cb_config(ctx, param, value)
+        except (ValueError, OSError) as exc:
+            raise click.BadParameter(f"cannot read {', '.join(value)}: {exc.__class__.__name__}: {exc}") from exc
+
+    @classmethod
+    def invoke(cls, *args: Any, **kwargs: Any) -> None:
+        """Run the target; a store, configuration or API error ends it with one line (DESIGN §9.5)."""
+        try:
+            super().invoke(*args, **kwargs)
+        except MktdynError as exc:
+            raise SystemExit(f"target-mktdyn-merge: {redact(str(exc))}") from exc
 
     @property
     def store(self) -> Store:
@@ -57,13 +79,27 @@ class TargetMktdynMerge(Target):
             raise UnknownStreamError(stream_name)
         return super().get_sink_class(stream_name)
 
+    def refuse_input(self, error: SingerInputError) -> None:
+        """Stop on malformed Singer input with one line naming where it is wrong (DESIGN §9.5).
+
+        What earlier batches staged stays (each batch is one transaction, and its STATE was emitted only
+        after it committed); the run is closed as failed so ``mktdyn report`` says why.
+        """
+        if self._run_id is not None:
+            self.store.finish_run(self._run_id, "failed", error=str(error))
+        self.logger.error("input refused: %s", error)
+        raise SystemExit(f"target-mktdyn-merge: {error}") from error
+
     def process_endofpipe(self) -> None:
         """Drain (commit, then STATE), then merge when this invocation is the merging one.
 
         Staging needs no lock (it is idempotent and each batch is one transaction); the merge and its
         writes hold the store's write lock, so two runs never write at once (DESIGN §7).
         """
-        super().process_endofpipe()
+        try:
+            super().process_endofpipe()
+        except ValueError as exc:  # a record the last drain could not stage (its message names it)
+            self.refuse_input(SingerInputError(None, str(exc)))
         run_id = self.run_id
         if not self.config.get("merge", True):
             self.store.finish_run(run_id, "succeeded", {"staged": self.store.staged_counts()})

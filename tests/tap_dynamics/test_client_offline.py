@@ -308,3 +308,27 @@ def test_create_is_not_replayed_after_a_lost_connection(tokens: FixedTokens) -> 
     with pytest.raises(TransientError, match="POST leads"):
         client.create("leads", {"lastname": "x"})
     assert client.calls["write"] == 3
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_batch_that_fails_after_sending_is_not_resent(
+    server: ScriptedServer, tokens: FixedTokens, status: int
+) -> None:
+    """A 5xx may come after Dataverse processed the batch: resending could create a record twice."""
+    client = make_client(server, tokens)
+    server.script(Reply(status=status, body={"error": {"code": "", "message": "boom"}}))
+    with pytest.raises(TransientError, match="outcome is unknown"):
+        client.batch([batch.BatchOperation.create("leads", {"lastname": "Once"})])
+    assert len(server.seen) == 1
+
+
+def test_a_throttled_batch_is_resent(server: ScriptedServer, tokens: FixedTokens) -> None:
+    """429 and 503 are refusals before any work: resending is safe."""
+    client = make_client(server, tokens)
+    server.script(
+        Reply(status=429, headers={"Retry-After": "0"}, body={"error": {"code": "", "message": "slow"}}),
+        Reply(status=503, body={"error": {"code": "", "message": "busy"}}),
+    )
+    with pytest.raises(TransientError):
+        client.batch([batch.BatchOperation.create("leads", {"lastname": "Twice"})])
+    assert len(server.seen) == 4

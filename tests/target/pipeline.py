@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,38 @@ from target_mktdyn_merge.activity import iter_activities
 from target_mktdyn_merge.store import Store
 
 BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Step:
+    """One process of a job run: which one, how it ended, what it said last."""
+
+    name: str
+    returncode: int
+    stderr: str
+
+    @property
+    def reason(self) -> str:
+        """The last line it printed on stderr (a failing plugin's one-line reason)."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+
+@dataclass
+class JobResult:
+    """How one run of the job ended: the steps that ran, in order; a failed step ends the job."""
+
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every step succeeded (the job ran to its end)."""
+        return all(step.returncode == 0 for step in self.steps) and len(self.steps) == 4
+
+    @property
+    def failed(self) -> Step | None:
+        """The step that ended the job, if one did."""
+        return next((step for step in self.steps if step.returncode != 0), None)
 
 
 def connection_config(info: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +132,60 @@ class Pipeline:
         if check:
             assert merged.returncode == 0, merged.stderr[-3000:]
         return merged
+
+    def extract_until(self, tap: str, kill_after_records: int | None = None) -> tuple[Path, Step]:
+        """Run a tap like :meth:`extract`, but tolerate its failure; SIGKILL it after N records if asked.
+
+        What the tap printed before it died is kept (Meltano pipes it to the target whatever happens); a last
+        line cut in half by the kill is dropped, as a line-reading target never sees it whole.
+        """
+        args = [str(BIN / tap), "--config", str(self._write(tap, self.configs[tap]))]
+        if tap in self.states:
+            args += ["--state", str(self._write(f"{tap}-state", json.loads(self.states[tap])))]
+        output = self.workdir / f"{tap}.singer"
+        records = 0
+        with output.open("w") as out, tempfile.TemporaryFile("w+") as errors:
+            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, text=True)
+            assert process.stdout is not None
+            for line in process.stdout:
+                if not line.endswith("\n"):
+                    break
+                out.write(line)
+                if kill_after_records is not None and json.loads(line).get("type") == "RECORD":
+                    records += 1
+                    if records == kill_after_records:
+                        process.kill()
+            returncode = process.wait(timeout=300)
+            errors.seek(0)
+            stderr = errors.read()
+        return output, Step(tap, returncode, stderr)
+
+    def run_job(
+        self,
+        before_merge: Callable[[], None] | None = None,
+        *,
+        stage_env: dict[str, str] | None = None,
+        merge_env: dict[str, str] | None = None,
+        kill_tap: tuple[str, int] | None = None,
+    ) -> JobResult:
+        """One run of the job as Meltano runs it, where any step may fail: the job stops at the first failure.
+
+        Every STATE line a target printed is kept even when the job fails (Meltano stores state as it arrives),
+        so a STATE that ran ahead of what the store committed would show as lost records in the next run.
+        ``kill_tap`` is ``(tap, n)``: SIGKILL that tap after its n-th record.
+        """
+        result = JobResult()
+        blocks = (("tap-marketo-leads", "target-stage", stage_env), ("tap-dynamics-leads", "target-merge", merge_env))
+        for tap, target, env in blocks:
+            kill = kill_tap[1] if kill_tap is not None and kill_tap[0] == tap else None
+            singer, extracted = self.extract_until(tap, kill)
+            if target == "target-merge" and extracted.returncode == 0 and before_merge is not None:
+                before_merge()
+            loaded = self.load(target, singer, tap, env=env)
+            result.steps += [extracted, Step(target, loaded.returncode, loaded.stderr)]
+            if result.failed is not None:
+                return result
+        return result
 
     def store(self) -> Store:
         """The target's store (close it after use)."""

@@ -8,58 +8,12 @@ values in both sandboxes, with no duplicate person, lead, contact or custom acti
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.target.test_write_back import ACTIVITY_TYPE, World
-
-MARKETO_FIELDS = (
-    "email",
-    "firstName",
-    "lastName",
-    "title",
-    "phone",
-    "mobilePhone",
-    "city",
-    "leadSource",
-    "unsubscribed",
-    "company",
-)
-DYNAMICS_FIELDS = (
-    "emailaddress1",
-    "firstname",
-    "lastname",
-    "jobtitle",
-    "telephone1",
-    "mobilephone",
-    "address1_city",
-    "leadsourcecode",
-    "donotbulkemail",
-)
-
-
-def snapshot(world: World) -> dict[str, Any]:
-    """Both systems' people by email (ids differ between sandboxes for created records)."""
-    persons: Counter[str] = Counter()
-    person_values: dict[str, tuple[Any, ...]] = {}
-    for person_id in range(1, 200):
-        record = world.admin.marketo.record("person", person_id)
-        if record is None:
-            continue
-        email = str(record["email"]).strip().lower()
-        persons[email] += 1
-        person_values[f"{email}#{persons[email]}"] = tuple(record.get(f) for f in MARKETO_FIELDS)
-    rows: Counter[str] = Counter()
-    row_values: dict[str, tuple[Any, ...]] = {}
-    for entity_set in ("leads", "contacts"):
-        for row in world.dynamics.query(entity_set, list(DYNAMICS_FIELDS)):
-            key = f"{entity_set}:{str(row.get('emailaddress1') or '').strip().lower()}"
-            rows[key] += 1
-            row_values[f"{key}#{rows[key]}"] = tuple(row.get(f) for f in DYNAMICS_FIELDS)
-    return {"persons": persons, "person_values": person_values, "rows": rows, "row_values": row_values}
+from tests.target.worlds import World, activity_keys, snapshot
 
 
 def edit(world: World, pairs: list[dict[str, Any]]) -> None:
@@ -73,21 +27,6 @@ def edit(world: World, pairs: list[dict[str, Any]]) -> None:
         ],
         "email",
     )
-
-
-def activity_keys(world: World) -> Counter[str]:
-    """How many times each activity-log entry was posted to Marketo (must be at most once)."""
-    types = {t["apiName"]: t["id"] for t in world.marketo.list_custom_activity_types()}
-    keys: Counter[str] = Counter()
-    ids = list(range(1, 200))
-    for start in range(0, len(ids), 30):
-        for item in world.marketo.get_activities(
-            [types[ACTIVITY_TYPE]], World.sandbox_time_floor(), ids[start : start + 30]
-        ):
-            for attribute in item.get("attributes") or []:
-                if attribute.get("apiName", attribute.get("name")) in ("activityKey", "Activity Key"):
-                    keys[str(attribute["value"])] += 1
-    return keys
 
 
 def run_with_crash(world: World, point: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.target.test_write_back import World
+from tests.target.worlds import World
 
 
 def test_a_delete_missed_during_an_expired_token_is_found_by_the_full_resync(tmp_path: Path) -> None:

@@ -6,109 +6,13 @@ rules say, and its counters must show exactly the writes the rules call for.
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from mktdyn_sandbox.admin_client import SandboxAdmin
-from mktdyn_sandbox.sandbox import Sandbox, SandboxOptions
-from tap_dynamics_leads.client import DataverseClient
-from tap_dynamics_leads.connection import DataverseConnection
-from tap_marketo_leads.client import MarketoClient
-from tap_marketo_leads.connection import MarketoConnection
-from target_mktdyn_merge import store_schema as tables
 
-from tests.target.pipeline import Pipeline, connection_config
-
-ACTIVITY_TYPE = "mktdynSyncResult"
-SEED_VARIANTS = {"title", "phone", "city", "firstName", "lastName"}
-
-
-class World:
-    """A sandbox, clients of both APIs, and the job's pipeline over one store."""
-
-    def __init__(self, root: Path, target_config: dict[str, Any], store_url: str = "", **options: Any) -> None:
-        settings = {
-            "persons": 80,
-            "dynamics_only": 12,
-            "overlap": 0.7,
-            "seed": 21,
-            "limits": False,
-            "export_delay": 0.05,
-            **options,
-        }
-        self.sandbox = Sandbox(SandboxOptions(directory=root / "sandbox", **settings))
-        self.info = self.sandbox.start()
-        self.admin = SandboxAdmin(self.info)
-        config = connection_config(self.info)
-        self.marketo = MarketoClient(MarketoConnection.from_config(config, "marketo_"))
-        self.dynamics = DataverseClient(DataverseConnection.from_config(config, "dynamics_"))
-        self.pipeline = Pipeline(
-            self.info,
-            root / "work",
-            {"dry_run": False, "marketo_activity_type": ACTIVITY_TYPE, **target_config},
-            store_url=store_url,
-        )
-
-    def close(self) -> None:
-        self.marketo.close()
-        self.dynamics.close()
-        self.admin.close()
-        self.sandbox.stop()
-
-    def sync(self, before_merge: Callable[[], None] | None = None, **kwargs: Any) -> Any:
-        time.sleep(1.1)  # export windows end on whole seconds: step past the last edit's second
-        return self.pipeline.sync(before_merge, **kwargs)
-
-    def reset_stats(self) -> None:
-        self.admin.marketo.reset_stats()
-        self.admin.dynamics.reset_stats()
-
-    def writes(self) -> tuple[int, int]:
-        return (
-            self.admin.marketo.stats()["requests_by_kind"].get("write", 0),
-            self.admin.dynamics.stats()["requests_by_kind"].get("write", 0),
-        )
-
-    def pairs(self) -> list[dict[str, Any]]:
-        store = self.pipeline.store()
-        with store.transaction() as connection:
-            rows = [dict(r._mapping) for r in connection.execute(sa.select(tables.pairs)).all()]
-        store.close()
-        for row in rows:
-            row["baseline"] = json.loads(row["baseline"])
-        return rows
-
-    def in_sync(self, entity: str) -> list[dict[str, Any]]:
-        return [p for p in self.pairs() if p["entity"] == entity and SEED_VARIANTS <= set(p["baseline"])]
-
-    def person(self, person_id: str | int) -> dict[str, Any]:
-        record = self.admin.marketo.record("person", person_id)
-        assert record is not None
-        return record
-
-    def row(self, entity: str, row_id: str) -> dict[str, Any]:
-        record = self.admin.dynamics.record(entity, row_id)
-        assert record is not None
-        return record
-
-    def leads_with_email(self, email: str) -> list[dict[str, Any]]:
-        return self.dynamics.find_by_email("leads", email, ["leadid", "firstname", "lastname", "emailaddress1"])
-
-    def marketo_activities(self, person_id: str | int) -> list[dict[str, Any]]:
-        types = {t["apiName"]: t["id"] for t in self.marketo.list_custom_activity_types()}
-        since = self.sandbox_time_floor()
-        return list(self.marketo.get_activities([types[ACTIVITY_TYPE]], since, [int(person_id)]))
-
-    @staticmethod
-    def sandbox_time_floor() -> Any:
-        from datetime import UTC, datetime, timedelta
-
-        return datetime.now(UTC) - timedelta(days=1)
+from tests.target.worlds import World
 
 
 @pytest.fixture(scope="module")
@@ -334,5 +238,29 @@ def test_record_failures_beyond_the_limit_fail_the_run_after_recording_everythin
         failures = [a for a in world.pipeline.activities() if a["action"] == "validation_failed"]
         assert [a["person_id"] for a in failures] == [str(created[0].id)]
         assert world.leads_with_email("long.name@person.example") == []
+    finally:
+        world.close()
+
+
+def test_throttled_dynamics_writes_are_retried_not_counted_as_failures(tmp_path: Path) -> None:
+    """Dataverse service protection (429 inside a `$batch`) means "later", never a failed record."""
+    world = World(tmp_path, {"dynamics_batch_size": 10}, persons=60, dynamics_only=2, limits=True)
+    try:
+        world.admin.dynamics.config(requests_per_window=45, window_seconds=3)
+        emails = [f"throttle{i}@person.example" for i in range(25)]
+        world.marketo.sync_leads(
+            "createOnly",
+            [
+                {"email": e, "firstName": "T", "lastName": f"Hrottle{i}", "syncToDynamics": True}
+                for i, e in enumerate(emails)
+            ],
+            "email",
+        )
+        first = world.sync()
+        assert "Dataverse throttled" in first.stderr, "the window never throttled: the test proves nothing"
+        assert not [a for a in world.pipeline.activities() if a["action"] == "write_failed"]
+        world.sync()  # anything still owed after the in-run waits goes now
+        assert not [a for a in world.pipeline.activities() if a["action"] == "write_failed"]
+        assert all(len(world.leads_with_email(e)) == 1 for e in emails)
     finally:
         world.close()

@@ -221,6 +221,12 @@ class DataverseApp(SandboxApp):
             return principal
         self.count_operation(principal)
         self.stats.count_event("batch_operations")
+        # Each operation of a $batch is its own request to Dataverse: a concurrent edit can beat any one
+        # of them, so an injected 412 applies per operation (the other codes apply to the whole $batch).
+        if self.context.faults.draw(self.system).code == "412":
+            conflict = self._concurrent_edit(request)
+            if conflict is not None:
+                return conflict
         response = route.handler(request, **arguments)
         response.headers.setdefault("OData-Version", "4.0")
         return response

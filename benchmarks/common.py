@@ -1,0 +1,424 @@
+"""What the benchmark scripts share: seeded sandboxes, timed and memory-sampled processes, the SDK floors.
+
+Every figure the benchmarks print comes from one of three places: wall time around a subprocess, the peak
+resident memory of each process of its tree (sampled with psutil, by command name, since Meltano spawns the
+plugins), and the sandbox's own request counters (``GET /_sandbox/stats``), so API calls are counted by the
+server that answered them, not by the code being measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+METRIC = re.compile(r'"metric":\s*"record_count",\s*"value":\s*(\d+).*?"stream":\s*"(\w+)"')
+KINDS = ("read", "write", "auth", "metadata")
+
+
+# -- sandboxes --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SeedSpec:
+    """The ``serve`` flags that decide a sandbox's data."""
+
+    persons: int
+    dynamics_only: int
+    overlap: float = 0.6
+    seed: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"p{self.persons}-d{self.dynamics_only}-o{self.overlap}-s{self.seed}"
+
+
+def seed_directory(spec: SeedSpec, cache: Path) -> Path:
+    """A directory seeded with ``spec`` (seeded once under ``cache``, reused by later runs of the benchmark)."""
+    from mktdyn_sandbox.sandbox import Sandbox, SandboxOptions
+
+    directory = cache / spec.label
+    if (directory / ".seeded").exists():
+        return directory
+    shutil.rmtree(directory, ignore_errors=True)
+    started = time.perf_counter()
+    sandbox = Sandbox(
+        SandboxOptions(
+            directory=directory,
+            persons=spec.persons,
+            dynamics_only=spec.dynamics_only,
+            overlap=spec.overlap,
+            seed=spec.seed,
+        )
+    )
+    sandbox.start()
+    sandbox.stop()
+    (directory / ".seeded").write_text(json.dumps({"seconds": time.perf_counter() - started}))
+    log(f"seeded {spec.label} in {time.perf_counter() - started:.1f} s")
+    return directory
+
+
+def copy_seeded(seeded: Path, destination: Path) -> Path:
+    """A private copy of a seeded directory (the sandbox does not reseed a seeded directory)."""
+    shutil.rmtree(destination, ignore_errors=True)
+    shutil.copytree(seeded, destination)
+    return destination
+
+
+class SandboxServer:
+    """``mktdyn-sandbox serve`` as a subprocess, with its admin client; a context manager."""
+
+    def __init__(
+        self,
+        directory: Path,
+        spec: SeedSpec,
+        *,
+        limits: bool = True,
+        export_delay: float = 1.0,
+    ) -> None:
+        self.directory = directory
+        self.command = [
+            str(BIN / "mktdyn-sandbox"),
+            "serve",
+            "--dir",
+            str(directory),
+            "--persons",
+            str(spec.persons),
+            "--dynamics-only",
+            str(spec.dynamics_only),
+            "--overlap",
+            str(spec.overlap),
+            "--seed",
+            str(spec.seed),
+            "--export-delay",
+            str(export_delay),
+            *([] if limits else ["--no-limits"]),
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+        self.info: dict[str, Any] = {}
+
+    def __enter__(self) -> SandboxServer:
+        from mktdyn_sandbox.admin_client import SandboxAdmin
+
+        (self.directory / "sandbox.json").unlink(missing_ok=True)
+        self.process = subprocess.Popen(self.command, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 900
+        while not (self.directory / "sandbox.json").exists():
+            if self.process.poll() is not None:
+                raise SystemExit(f"the sandbox exited with code {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise SystemExit("the sandbox did not start within 900 s")
+            time.sleep(0.2)
+        self.info = json.loads((self.directory / "sandbox.json").read_text())
+        self.admin = SandboxAdmin(self.info)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.admin.close()
+        if self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=120)
+
+    def reset_stats(self) -> None:
+        self.admin.marketo.reset_stats()
+        self.admin.dynamics.reset_stats()
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return {"marketo": self.admin.marketo.stats(), "dynamics": self.admin.dynamics.stats()}
+
+
+def start_date() -> str:
+    """Before every seeded record (the seed puts them in the 62 days before the sandbox's first start)."""
+    return (datetime.now(UTC) - timedelta(days=120)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def marketo_tap_config(info: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "base_url": info["marketo_url"],
+        "client_id": info["marketo_client_id"],
+        "client_secret": info["marketo_client_secret"],
+        "ca_bundle": info["ca_bundle"],
+        "start_date": start_date(),
+        "poll_interval_seconds": 0.2,
+        **extra,
+    }
+
+
+def dynamics_tap_config(info: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "base_url": info["dynamics_url"],
+        "authority_host": info["dynamics_authority"],
+        "tenant_id": info["dynamics_tenant_id"],
+        "client_id": info["dynamics_client_id"],
+        "client_secret": info["dynamics_client_secret"],
+        "ca_bundle": info["ca_bundle"],
+        "start_date": start_date(),
+        **extra,
+    }
+
+
+def target_config(info: dict[str, Any], store_url: str, **extra: Any) -> dict[str, Any]:
+    """target-mktdyn-merge's settings: both connections under their ``marketo_`` / ``dynamics_`` prefixes."""
+    connections = {f"marketo_{k}": v for k, v in marketo_tap_config(info).items() if k != "start_date"}
+    connections.update({f"dynamics_{k}": v for k, v in dynamics_tap_config(info).items() if k != "start_date"})
+    connections.pop("marketo_poll_interval_seconds")
+    return {"store_url": store_url, **connections, **extra}
+
+
+def meltano_env(info: dict[str, Any], project_dir: Path) -> dict[str, str]:
+    """The variables meltano.yml's sandbox environment reads, with Meltano's own files under ``project_dir``."""
+    from mktdyn_sandbox.cli import ENV_VARIABLES
+
+    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    env.update({variable: str(info[key]) for key, variable in ENV_VARIABLES.items()})
+    env.update(
+        {
+            "MKTDYN_MARKETO_CA_BUNDLE": info["ca_bundle"],
+            "MKTDYN_DYNAMICS_CA_BUNDLE": info["ca_bundle"],
+            "MKTDYN_START_DATE": start_date(),
+            "MKTDYN_STORE_URL": f"sqlite:///{project_dir / 'store.db'}",
+            "MELTANO_ENVIRONMENT": "sandbox",
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "MELTANO_SYS_DIR_ROOT": str(project_dir / ".meltano"),
+            "MELTANO_DATABASE_URI": f"sqlite:///{project_dir / 'meltano.db'}",
+        }
+    )
+    return env
+
+
+# -- measured processes -----------------------------------------------------------------------------------
+class RssSampler:
+    """Polls a process tree and keeps the peak resident memory per process, by command name."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    @staticmethod
+    def name_of(process: psutil.Process) -> str:
+        """The plugin's name for a plugin, else the executable's (``python`` scripts by their script)."""
+        command = process.cmdline()
+        for part in command[:3]:
+            base = Path(part).name
+            if base.startswith(("tap-", "target-", "meltano", "mktdyn")) or base.endswith(".py"):
+                return base
+        return Path(command[0]).name if command else process.name()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                return
+            for process in tree:
+                try:
+                    name, rss = self.name_of(process), process.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Measured:
+    """One finished process tree: wall seconds, peak RSS by command name, its stderr."""
+
+    seconds: float
+    peak_rss_mib: dict[str, float]
+    stderr: str
+    returncode: int
+
+    def record_counts(self) -> dict[str, int]:
+        """The SDK's ``record_count`` metrics summed per stream."""
+        counts: dict[str, int] = {}
+        for value, stream in METRIC.findall(self.stderr):
+            counts[stream] = counts.get(stream, 0) + int(value)
+        return counts
+
+
+def run_measured(
+    command: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: IO[Any] | None = None,
+    stdout: IO[Any] | None = None,
+    timeout: float = 7200,
+    check: bool = True,
+) -> Measured:
+    """Run ``command`` with its stdout to ``stdout`` (default /dev/null); time it and sample its tree's RSS."""
+    with open(os.devnull, "w") as devnull, tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            list(command), cwd=cwd, env=env, stdin=stdin, stdout=stdout or devnull, stderr=errors
+        )
+        with RssSampler(process.pid) as sampler:
+            try:
+                returncode = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+        seconds = time.perf_counter() - started
+        errors.seek(0)
+        text = errors.read().decode("utf-8", "replace")
+    if check and returncode != 0:
+        raise SystemExit(f"{' '.join(command[:3])} failed with exit code {returncode}:\n{text[-4000:]}")
+    return Measured(seconds, dict(sampler.peaks), text, returncode)
+
+
+# -- API calls --------------------------------------------------------------------------------------------
+@dataclass
+class ApiCalls:
+    """What the sandbox counted for one scenario, per system."""
+
+    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_endpoint: dict[str, dict[str, int]] = field(default_factory=dict)
+    written: dict[str, dict[str, int]] = field(default_factory=dict)
+    rejected: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_stats(cls, stats: dict[str, dict[str, Any]]) -> ApiCalls:
+        calls = cls()
+        for system, snapshot in stats.items():
+            calls.by_kind[system] = {k: int(v) for k, v in snapshot.get("requests_by_kind", {}).items()}
+            calls.by_endpoint[system] = {k: int(v) for k, v in snapshot.get("requests", {}).items()}
+            calls.written[system] = {k: int(v) for k, v in snapshot.get("records_written", {}).items()}
+            calls.rejected[system] = {k: int(v) for k, v in snapshot.get("rejected", {}).items()}
+        return calls
+
+    def kind(self, system: str, kind: str) -> int:
+        return self.by_kind.get(system, {}).get(kind, 0)
+
+    def endpoint_calls(self, system: str, words: Iterable[str]) -> int:
+        """Calls to the endpoints whose name contains every one of ``words``."""
+        wanted = [w.lower() for w in words]
+        return sum(n for name, n in self.by_endpoint.get(system, {}).items() if all(w in name.lower() for w in wanted))
+
+
+# -- the SDK floors ---------------------------------------------------------------------------------------
+def floor_tap_main(template_path: Path, counts: dict[str, int]) -> None:
+    """A trivial singer-sdk tap emitting ``counts[stream]`` copies of the template's sample records."""
+    import logging
+
+    from singer_sdk import Stream, Tap
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # so the SDK prints its record_count metrics
+    template = json.loads(template_path.read_text())
+
+    class MemoryStream(Stream):
+        def __init__(self, tap: Tap, name: str) -> None:
+            self._samples = template[name]["records"]
+            self._key = template[name]["key"]
+            self._count = counts.get(name, 0)
+            super().__init__(tap=tap, schema=template[name]["schema"], name=name)
+            self.primary_keys = [self._key]
+            if template[name].get("replication_key"):
+                self.replication_key = template[name]["replication_key"]
+
+        def get_records(self, context: Any) -> Iterator[dict[str, Any]]:
+            samples, key = self._samples, self._key
+            for index in range(self._count):
+                record = dict(samples[index % len(samples)])
+                record[key] = index + 1 if isinstance(record.get(key), int) else f"{index:032x}"
+                yield record
+
+    class FloorTap(Tap):
+        name = "tap-floor"
+        config_jsonschema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
+
+        def discover_streams(self) -> list[Stream]:
+            return [MemoryStream(self, name) for name in template]
+
+    FloorTap(config={}).sync_all()
+
+
+def floor_target_main() -> None:
+    """A no-op singer-sdk target: the SDK reads, parses and validates every record, the sink does nothing."""
+    from singer_sdk import Target
+    from singer_sdk.sinks import BatchSink
+
+    class NoopSink(BatchSink):
+        MAX_SIZE_DEFAULT = 5000
+
+        def process_batch(self, context: dict[str, Any]) -> None:
+            return None
+
+    class NoopTarget(Target):
+        name = "target-noop"
+        config_jsonschema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
+        default_sink_class = NoopSink
+
+    NoopTarget.cli()
+
+
+def singer_template(singer_lines: Iterable[str], samples: int = 500) -> dict[str, Any]:
+    """Schemas and a few records per stream of a tap's output, as the floor tap's template."""
+    template: dict[str, Any] = {}
+    for line in singer_lines:
+        message = json.loads(line)
+        if message["type"] == "SCHEMA":
+            template[message["stream"]] = {
+                "schema": message["schema"],
+                "key": message["key_properties"][0],
+                "replication_key": (message.get("bookmark_properties") or [None])[0],
+                "records": [],
+            }
+        elif message["type"] == "RECORD" and len(template[message["stream"]]["records"]) < samples:
+            template[message["stream"]]["records"].append(message["record"])
+    return template
+
+
+def floor_command(kind: str, *args: str) -> list[str]:
+    """The command line that runs a floor (``tap`` or ``target``) in a fresh interpreter."""
+    return [sys.executable, str(Path(__file__).resolve()), f"--floor-{kind}", *args]
+
+
+def log(text: str) -> None:
+    """Progress on stderr (stdout carries the results)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def main(argv: list[str]) -> None:
+    """The floors' entry point (``--floor-tap TEMPLATE COUNTS_JSON`` or ``--floor-target [target args]``)."""
+    if argv and argv[0] == "--floor-tap":
+        floor_tap_main(Path(argv[1]), json.loads(argv[2]))
+    elif argv and argv[0] == "--floor-target":
+        sys.argv = [sys.argv[0], *argv[1:]]
+        floor_target_main()
+    else:
+        raise SystemExit("usage: common.py --floor-tap TEMPLATE COUNTS | --floor-target [--config FILE]")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,374 @@
+"""`make bench`: the sync's cost in API calls and time against the sandbox, as one table.
+
+Scenarios (issue 9), each against a copy of a sandbox seeded once (cached in ``--cache``):
+
+1. initial sync through ``meltano run sync``: 100,000 Marketo persons and 100,000 Dynamics leads and contacts,
+   60% of them the same people (10% of those differing in a field), the sandbox's real rate limits on;
+2. a no-change rerun right after;
+3. 1,000 persons edited on each side (100 of them on the same field on both sides: collisions), then a sync;
+4. (``--million``) the initial sync at 1,000,000 persons (1,000,000 Dynamics rows), limits off: this one is
+   about memory; at the real Dataverse limit its ~50,000 lead creates alone would take over 40 minutes;
+5. each tap alone next to a trivial singer-sdk tap emitting the same records, and the target alone (staging,
+   ``merge: false``) fed from the taps' output file next to a no-op singer-sdk target (the framework's floor).
+
+API calls are what the sandbox counted (``GET /_sandbox/stats``); write calls are compared with the minimum
+the APIs allow for what was written (Marketo: 300 persons per call, per action; Dataverse: ``$batch`` of
+``dynamics_batch_size`` operations). ``marketo_activity_type`` stays empty (the default): no custom activities
+are posted, so none are counted. Peak RSS is sampled per process (by command name) across Meltano's tree.
+
+    make bench                          # scenarios 1, 2, 3, 5
+    make bench BENCH_ARGS=--million     # and scenario 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import (
+    BIN,
+    KINDS,
+    ROOT,
+    ApiCalls,
+    Measured,
+    SandboxServer,
+    SeedSpec,
+    copy_seeded,
+    dynamics_tap_config,
+    floor_command,
+    log,
+    marketo_tap_config,
+    meltano_env,
+    run_measured,
+    seed_directory,
+    singer_template,
+    target_config,
+    write_json,
+)
+
+BATCH_SIZE = 100  # dynamics_batch_size, the target's default
+MARKETO_PER_CALL = 300
+SCALE = SeedSpec(persons=100_000, dynamics_only=40_000)  # 60,000 shared + 40,000 Dynamics-only = 100,000 rows
+MILLION = SeedSpec(persons=1_000_000, dynamics_only=400_000)
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    scenario: str
+    seconds: float
+    records: int
+    calls: ApiCalls | None = None
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    def writes_vs_minimum(self) -> str:
+        if self.calls is None:
+            return "-"
+        marketo, marketo_min = marketo_writes(self.calls)
+        dynamics, dynamics_min = dynamics_writes(self.calls)
+        return f"M {marketo}/{marketo_min}; D {dynamics}/{dynamics_min}"
+
+
+def marketo_writes(calls: ApiCalls) -> tuple[int, int]:
+    """Person write calls made, and the minimum for the persons written (300 per call, per action)."""
+    written = calls.written.get("marketo", {})
+    made = calls.endpoint_calls("marketo", ["leads sync"]) + calls.endpoint_calls("marketo", ["leads delete"])
+    minimum = sum(math.ceil(written.get(k, 0) / MARKETO_PER_CALL) for k in ("created", "updated", "deleted"))
+    return made, minimum
+
+
+def dynamics_writes(calls: ApiCalls) -> tuple[int, int]:
+    """``$batch`` calls made, and the minimum for the operations Dataverse applied."""
+    operations = sum(calls.written.get("dynamics", {}).values())
+    return calls.endpoint_calls("dynamics", ["$batch"]), math.ceil(operations / BATCH_SIZE)
+
+
+# -- scenarios through meltano run ------------------------------------------------------------------------
+def meltano_sync(sandbox: SandboxServer, env: dict[str, str], name: str) -> tuple[Measured, ApiCalls]:
+    sandbox.reset_stats()
+    log(f"{name}: meltano run sync")
+    measured = run_measured([str(BIN / "meltano"), "run", "sync"], env=env, cwd=ROOT, timeout=6 * 3600, check=False)
+    calls = ApiCalls.from_stats(sandbox.stats())
+    log(f"{name}: {measured.seconds:.1f} s, exit code {measured.returncode}")
+    return measured, calls
+
+
+def failure(measured: Measured) -> str:
+    """The run's last error line when ``meltano run`` failed (a failed run misses its target)."""
+    if measured.returncode == 0:
+        return ""
+    reasons = [line for line in measured.stderr.splitlines() if "target-mktdyn-merge: " in line or "failed" in line]
+    return f"meltano exited {measured.returncode}: {(reasons or ['?'])[-1].strip()[-300:]}"
+
+
+def extracted(measured: Measured) -> int:
+    """Records the taps sent (their ``record_count`` metrics; Meltano relays the plugins' logs)."""
+    return sum(measured.record_counts().values())
+
+
+def linked_pairs(store_url: str) -> list[tuple[str, str, str]]:
+    """(person id, entity, Dynamics id) of every pair in the store."""
+    engine = sa.create_engine(store_url)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT marketo_id, entity, dynamics_id FROM pairs ORDER BY pair_id"))
+        result = [(str(a), str(b), str(c)) for a, b, c in rows]
+    engine.dispose()
+    return result
+
+
+def user_edits(sandbox: SandboxServer, store_url: str, per_side: int, collisions: int) -> str:
+    """Edit ``per_side`` linked persons in each system as users would; ``collisions`` on the same field."""
+    pairs = linked_pairs(store_url)
+    chosen = random.Random(9).sample(pairs, 2 * per_side - collisions)
+    marketo_side = chosen[:per_side]
+    dynamics_side = chosen[per_side - collisions :]
+    for index, (person_id, _entity, _row) in enumerate(marketo_side):
+        sandbox.admin.marketo.edit("person", person_id, {"title": f"Marketo edit {index}"})
+    for index, (_person, entity, row_id) in enumerate(dynamics_side):
+        sandbox.admin.dynamics.edit(entity, row_id, {"jobtitle": f"Dynamics edit {index}"})
+    time.sleep(1.1)  # export windows end on whole seconds; step past the last edit's second
+    return f"{per_side} persons edited in Marketo, {per_side} in Dynamics, {collisions} of them on both sides"
+
+
+def sync_scenarios(cache: Path, work: Path, spec: SeedSpec, million: bool) -> list[Row]:
+    seeded = seed_directory(spec, cache)
+    directory = copy_seeded(seeded, work / f"sandbox-{spec.label}")
+    project = work / f"project-{spec.label}"
+    project.mkdir()
+    rows: list[Row] = []
+    with SandboxServer(directory, spec, limits=not million) as sandbox:
+        env = meltano_env(sandbox.info, project)
+        store_url = env["MKTDYN_STORE_URL"]
+        if million:
+            measured, calls = meltano_sync(sandbox, env, "4")
+            rows.append(
+                Row(
+                    f"4. initial sync, {spec.persons:,} persons (limits off)",
+                    measured.seconds,
+                    extracted(measured),
+                    calls,
+                    measured.peak_rss_mib,
+                    "completes; every process < 500 MB",
+                    max(measured.peak_rss_mib.values()) < 500,
+                )
+            )
+            return rows
+        measured, calls = meltano_sync(sandbox, env, "1")
+        rows.append(
+            Row(
+                "1. initial sync (limits on)",
+                measured.seconds,
+                extracted(measured),
+                calls,
+                measured.peak_rss_mib,
+                "< 120 s",
+                measured.seconds < 120 and measured.returncode == 0,
+                failure(measured),
+            )
+        )
+        measured, calls = meltano_sync(sandbox, env, "2")
+        no_writes = sum(calls.kind(s, "write") for s in ("marketo", "dynamics")) == 0
+        rows.append(
+            Row(
+                "2. no-change rerun",
+                measured.seconds,
+                extracted(measured),
+                calls,
+                measured.peak_rss_mib,
+                "< 20 s, 0 writes",
+                measured.seconds < 20 and no_writes and measured.returncode == 0,
+                failure(measured),
+            )
+        )
+        note = user_edits(sandbox, store_url, 1000, 100)
+        measured, calls = meltano_sync(sandbox, env, "3")
+        marketo, marketo_min = marketo_writes(calls)
+        dynamics, dynamics_min = dynamics_writes(calls)
+        rows.append(
+            Row(
+                "3. 1,000 edits per side",
+                measured.seconds,
+                extracted(measured),
+                calls,
+                measured.peak_rss_mib,
+                "writes <= 1.1 x minimum",
+                marketo <= 1.1 * marketo_min and dynamics <= 1.1 * dynamics_min and measured.returncode == 0,
+                f"{note}. {failure(measured)}".strip(". "),
+            )
+        )
+    return rows
+
+
+# -- scenario 5: each plugin alone, next to the SDK's floor -----------------------------------------------
+def plugin_scenarios(cache: Path, work: Path, spec: SeedSpec) -> list[Row]:
+    seeded = seed_directory(spec, cache)
+    directory = copy_seeded(seeded, work / "sandbox-plugins")
+    rows: list[Row] = []
+    outputs: list[Path] = []
+    with SandboxServer(directory, spec, limits=False, export_delay=0.05) as sandbox:
+        for tap, config in (
+            ("tap-marketo-leads", marketo_tap_config(sandbox.info)),
+            ("tap-dynamics-leads", dynamics_tap_config(sandbox.info)),
+        ):
+            config_file = write_json(work / f"{tap}.json", config)
+            output = work / f"{tap}.singer"
+            sandbox.reset_stats()
+            log(f"5: {tap} alone")
+            with output.open("w") as stdout:
+                measured = run_measured([str(BIN / tap), "--config", str(config_file)], stdout=stdout)
+            calls = ApiCalls.from_stats(sandbox.stats())
+            outputs.append(output)
+            count = sum(measured.record_counts().values())
+            with output.open() as lines:
+                template = write_json(work / f"{tap}.template.json", singer_template(lines))
+            log(f"5: floor tap for {tap}")
+            floor = run_measured(floor_command("tap", str(template), json.dumps(measured.record_counts())))
+            floor_rate = count / floor.seconds
+            rows.append(
+                Row(
+                    f"5. {tap} alone",
+                    measured.seconds,
+                    count,
+                    calls,
+                    measured.peak_rss_mib,
+                    f">= 50% of floor ({floor_rate:,.0f}/s)",
+                    count / measured.seconds >= 0.5 * floor_rate,
+                )
+            )
+            rows.append(Row("5. floor: trivial SDK tap, same records", floor.seconds, count, None, floor.peak_rss_mib))
+    combined = work / "both-taps.singer"
+    with combined.open("wb") as out:
+        for output in outputs:
+            out.write(output.read_bytes())
+    records = sum(1 for line in combined.open() if line.startswith('{"type":"RECORD"') or '"RECORD"' in line[:30])
+    store = work / "target-alone.db"
+    target_file = write_json(work / "target.json", target_config(sandbox.info, f"sqlite:///{store}", merge=False))
+    log("5: target-mktdyn-merge alone (staging)")
+    with combined.open() as stdin:
+        target = run_measured([str(BIN / "target-mktdyn-merge"), "--config", str(target_file)], stdin=stdin)
+    log("5: no-op SDK target")
+    with combined.open() as stdin:
+        noop = run_measured(floor_command("target"), stdin=stdin)
+    rows.append(
+        Row(
+            "5. target-mktdyn-merge alone (staging, from file)",
+            target.seconds,
+            records,
+            None,
+            target.peak_rss_mib,
+            f"<= 1.5 x no-op ({1.5 * noop.seconds:.1f} s)",
+            target.seconds <= 1.5 * noop.seconds,
+        )
+    )
+    rows.append(Row("5. floor: no-op SDK target, same file", noop.seconds, records, None, noop.peak_rss_mib))
+    return rows
+
+
+# -- the table --------------------------------------------------------------------------------------------
+def calls_cell(calls: ApiCalls | None, system: str) -> str:
+    if calls is None:
+        return "-"
+    return "/".join(str(calls.kind(system, kind)) for kind in KINDS)
+
+
+def rss_cell(peaks: dict[str, float]) -> str:
+    interesting = {k: v for k, v in peaks.items() if not k.startswith(("bash", "sh"))}
+    return ", ".join(f"{name} {mib:.0f}" for name, mib in sorted(interesting.items(), key=lambda kv: -kv[1]))
+
+
+def render(rows: list[Row], command: str) -> str:
+    memory = psutil.virtual_memory().total / 2**30
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} on {os.cpu_count()} cores, "
+        f"{memory:.1f} GiB memory ({platform.processor() or platform.machine()}, Python "
+        f"{platform.python_version()}), with `{command}`. Scenario 4 runs with `make bench BENCH_ARGS=--million`.",
+        "",
+        "API calls are read/write/auth/metadata as the sandbox counted them. Writes vs minimum: calls made / the "
+        "fewest the APIs allow for the records written (M: Marketo person writes, 300 per call per action; D: "
+        f"Dataverse `$batch` calls of {BATCH_SIZE} operations). Peak RSS in MiB per process.",
+        "",
+        "| scenario | wall s | records | records/s | Marketo calls r/w/a/m | Dynamics calls r/w/a/m "
+        "| writes vs minimum | peak RSS MiB | target | met |",
+        "|---|---:|---:|---:|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        met = "" if row.met is None else ("yes" if row.met else "**no**")
+        lines.append(
+            f"| {row.scenario} | {row.seconds:.1f} | {row.records:,} | {row.records / row.seconds:,.0f} "
+            f"| {calls_cell(row.calls, 'marketo')} | {calls_cell(row.calls, 'dynamics')} | {row.writes_vs_minimum()} "
+            f"| {rss_cell(row.peak_rss_mib)} | {row.target} | {met} |"
+        )
+    notes = [f"- {row.scenario}: {row.note}" for row in rows if row.note]
+    details = [
+        f"- {row.scenario}: Marketo {json.dumps(row.calls.by_endpoint.get('marketo', {}), sort_keys=True)}; "
+        f"written {json.dumps(row.calls.written.get('marketo', {}), sort_keys=True)}; Dynamics "
+        f"{json.dumps(row.calls.by_endpoint.get('dynamics', {}), sort_keys=True)}; written "
+        f"{json.dumps(row.calls.written.get('dynamics', {}), sort_keys=True)}; refused "
+        f"{json.dumps({s: r for s, r in row.calls.rejected.items() if r}, sort_keys=True)}"
+        for row in rows
+        if row.calls is not None
+    ]
+    if notes:
+        lines += ["", *notes]
+    lines += ["", "Calls per endpoint:", "", *details, ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--million", action="store_true", help="also run scenario 4 (1,000,000 persons)")
+    parser.add_argument(
+        "--only", default="1235", help="scenario numbers to run (default 1235; --million adds 4)", metavar="DIGITS"
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "mktdyn-bench-seeds",
+        help="where seeded sandboxes are kept between runs",
+    )
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results.md")
+    args = parser.parse_args(argv)
+    only = set(args.only) | ({"4"} if args.million else set())
+    args.cache.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    work = Path(tempfile.mkdtemp(prefix="mktdyn-bench-"))
+    try:
+        if only & {"1", "2", "3"}:
+            rows += sync_scenarios(args.cache, work, SCALE, million=False)
+        if "4" in only:
+            rows += sync_scenarios(args.cache, work, MILLION, million=True)
+        if "5" in only:
+            rows += plugin_scenarios(args.cache, work, SCALE)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    command = "make bench" + (" BENCH_ARGS=--million" if args.million else "")
+    table = render(rows, command)
+    args.output.write_text(table)
+    print(table)
+    return 0  # a missed target is reported in the table, not as a failure: this is not a test
+
+
+if __name__ == "__main__":
+    sys.exit(main())

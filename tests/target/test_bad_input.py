@@ -1,0 +1,258 @@
+"""Bad Singer input and broken configuration through the real target CLI (issue 11).
+
+Each case feeds the staging leg (``merge: false``) a store that already holds staged records, then asserts
+the exact outcome: the exit code, one line on stderr naming the line, stream, record and field (no
+traceback), an intact store, and nothing previously staged changed. Valid records sent in the same batch
+before the bad line are not staged either: the batch never drained, and its STATE never reached Meltano,
+so the tap re-sends them next run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from target_mktdyn_merge.store import Store
+
+from tests.store_integrity import assert_intact, snapshot
+from tests.target.pipeline import BIN
+
+MARKETO_SCHEMA = {
+    "type": "SCHEMA",
+    "stream": "marketo_leads",
+    "schema": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "updatedAt": {"type": "string", "format": "date-time"},
+            "email": {"type": ["string", "null"]},
+            "firstName": {"type": ["string", "null"]},
+            "lastName": {"type": ["string", "null"]},
+            "title": {"type": ["string", "null"]},
+        },
+    },
+    "key_properties": ["id"],
+}
+LEADS_SCHEMA = {
+    "type": "SCHEMA",
+    "stream": "dynamics_leads",
+    "schema": {
+        "type": "object",
+        "properties": {
+            "leadid": {"type": "string"},
+            "modifiedon": {"type": "string", "format": "date-time"},
+            "emailaddress1": {"type": ["string", "null"]},
+            "firstname": {"type": ["string", "null"]},
+            "lastname": {"type": ["string", "null"]},
+        },
+    },
+    "key_properties": ["leadid"],
+}
+LEAD_ID = "7f0c9a52-1c1e-4c55-9a35-0c6c3b8f1a01"
+
+
+def person(person_id: Any, **fields: Any) -> dict[str, Any]:
+    record = {"id": person_id, "updatedAt": "2024-06-01T10:00:00Z", "email": f"p{person_id}@x.example", **fields}
+    return {"type": "RECORD", "stream": "marketo_leads", "record": record}
+
+
+def line(message: dict[str, Any] | str) -> str:
+    return message if isinstance(message, str) else json.dumps(message)
+
+
+def run_target(config: dict[str, Any] | Path, lines: list[str], workdir: Path) -> subprocess.CompletedProcess[str]:
+    if isinstance(config, dict):
+        path = workdir / "target.json"
+        path.write_text(json.dumps(config))
+    else:
+        path = config
+    return subprocess.run(
+        [str(BIN / "target-mktdyn-merge"), "--config", str(path)],
+        input="".join(f"{text}\n" for text in lines),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def staged_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A store holding persons 1-3 and one lead, staged by a clean run (what earlier runs left)."""
+    workdir = tmp_path_factory.mktemp("bad-input")
+    url = f"sqlite:///{workdir / 'store.db'}"
+    lead = {"leadid": LEAD_ID, "modifiedon": "2024-06-01T10:00:00Z", "emailaddress1": "p1@x.example"}
+    lines = [line(MARKETO_SCHEMA), *(line(person(i, firstName=f"P{i}")) for i in (1, 2, 3))]
+    lines += [line(LEADS_SCHEMA), line({"type": "RECORD", "stream": "dynamics_leads", "record": lead})]
+    result = run_target({"store_url": url, "merge": False}, lines, workdir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return url, workdir
+
+
+SCHEMA_LINE = line(MARKETO_SCHEMA)
+GOOD_BEFORE = line(person(1, firstName="Changed before the bad line"))  # must not be staged: its batch fails
+NEW_BEFORE = line(person(900))
+
+# (id, input lines, the fragments the one-line reason must contain)
+MALFORMED: list[tuple[str, list[str], list[str]]] = [
+    ("not-json", [SCHEMA_LINE, NEW_BEFORE, "this is not json"], ["Singer input line 3", "not a JSON object"]),
+    ("truncated-json", [SCHEMA_LINE, '{"type": "RECORD", "stream": "marketo_leads", "rec'], ["line 2", "not a JSON"]),
+    ("json-array", [SCHEMA_LINE, "[1, 2]"], ["line 2", "not a JSON object"]),
+    (
+        "record-before-schema",
+        [line(person(5))],
+        ["line 1", "stream 'marketo_leads'", "record id=5", "before its stream's SCHEMA"],
+    ),
+    (
+        "unknown-stream",
+        [line({**MARKETO_SCHEMA, "stream": "salesforce_leads"})],
+        ["line 1", "stream 'salesforce_leads'", "not one target-mktdyn-merge can merge"],
+    ),
+    (
+        "wrong-type-key",
+        [SCHEMA_LINE, GOOD_BEFORE, line(person("abc"))],
+        ["line 3", "record id=abc", "field 'id'", "'abc' is not of type 'integer'"],
+    ),
+    (
+        "wrong-type-field",
+        [SCHEMA_LINE, GOOD_BEFORE, NEW_BEFORE, line(person(7, title=42))],
+        ["line 4", "record id=7", "field 'title'", "42 is not of type"],
+    ),
+    (
+        "missing-key",
+        [SCHEMA_LINE, GOOD_BEFORE, line({"type": "RECORD", "stream": "marketo_leads", "record": {"email": "k@x"}})],
+        ["line 3", "stream 'marketo_leads'", "field 'id'", "no key"],
+    ),
+    (
+        "missing-key-undeclared",
+        [
+            line({**MARKETO_SCHEMA, "key_properties": []}),
+            line({"type": "RECORD", "stream": "marketo_leads", "record": {"updatedAt": "2024-06-02T00:00:00Z"}}),
+        ],
+        ["stream 'marketo_leads'", "field 'id'", "no key"],
+    ),
+    (
+        "bad-timestamp",
+        [SCHEMA_LINE, GOOD_BEFORE, line(person(8) | {"record": {**person(8)["record"], "updatedAt": "yesterday"}})],
+        ["line 3", "record id=8", "'yesterday'", "field 'updatedAt'"],
+    ),
+    (
+        "record-not-an-object",
+        [SCHEMA_LINE, line({"type": "RECORD", "stream": "marketo_leads", "record": [1, 2]})],
+        ["line 2", "stream 'marketo_leads'", "not a valid Singer RECORD"],
+    ),
+    (
+        "schema-without-properties",
+        [line({"type": "SCHEMA", "stream": "marketo_leads", "schema": {"type": "object"}})],
+        ["line 1", "stream 'marketo_leads'", "properties"],
+    ),
+    ("message-without-type", [line({"stream": "marketo_leads"})], ["line 1", "type"]),
+]
+
+
+@pytest.mark.parametrize(("lines", "expected"), [(c[1], c[2]) for c in MALFORMED], ids=[c[0] for c in MALFORMED])
+def test_malformed_singer_input_stops_with_one_line_and_leaves_the_store_intact(
+    staged_store: tuple[str, Path], lines: list[str], expected: list[str]
+) -> None:
+    url, workdir = staged_store
+    before = snapshot(url)
+    result = run_target({"store_url": url, "merge": False}, lines, workdir)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    reason = result.stderr.strip().splitlines()[-1]
+    assert reason.startswith("target-mktdyn-merge: Singer input"), reason
+    for fragment in expected:
+        assert fragment in reason, (fragment, reason)
+    assert result.stdout == ""  # no STATE: Meltano's bookmarks stay where the last good run left them
+    assert_intact(url)
+    assert snapshot(url) == before
+    store = Store(url)
+    try:
+        failed = [run for run in store.runs(3) if run["status"] == "failed"]
+        running = [run for run in store.runs(50) if run["status"] == "running"]
+    finally:
+        store.close()
+    assert not running  # a refused run is closed, so `mktdyn report` says why
+    if failed and failed[0]["error"]:
+        assert "Singer input" in failed[0]["error"]
+
+
+def test_hostile_values_stage_exactly(staged_store: tuple[str, Path]) -> None:
+    """10 KB strings, unicode in every field, OData syntax and commas: staged as sent, byte for byte."""
+    url, workdir = staged_store
+    hostile = {
+        "email": "o'brien' or 1 eq 1,x@exämple.example",
+        "firstName": "Zoë 山田 🙂 \u202e'; DROP TABLE staged; --",
+        "lastName": "x" * 10_240,
+        "title": "a\x00b\r\nc \"quoted\" ''",
+    }
+    result = run_target({"store_url": url, "merge": False}, [SCHEMA_LINE, line(person(31337, **hostile))], workdir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    store = Store(url)
+    try:
+        staged = store.staged_record("marketo_leads", "31337")
+    finally:
+        store.close()
+    assert staged is not None
+    assert {name: staged.fields[name] for name in hostile} == hostile
+    assert_intact(url)
+
+
+def test_config_that_is_not_json_names_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "target.json"
+    broken.write_text('{"store_url": ')
+    result = run_target(broken, [], tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"cannot read {broken}: JSONDecodeError" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ({"max_record_failures": "many"}, "'many' is not of type 'integer', 'null' in config['max_record_failures']"),
+        ({"create_in_dynamics": "sometimes"}, "in config['create_in_dynamics']"),
+        ({"store_url": "nosuchdb://host/db"}, "target-mktdyn-merge: setting 'store_url': nosuchdb://host/db"),
+    ],
+    ids=["wrong-type", "unknown-choice", "unknown-store-dialect"],
+)
+def test_broken_target_config_exits_non_zero_naming_the_setting(
+    tmp_path: Path, config: dict[str, Any], fragment: str
+) -> None:
+    settings = {"store_url": f"sqlite:///{tmp_path / 'store.db'}", "merge": False, **config}
+    result = run_target(settings, [SCHEMA_LINE, line(person(1))], tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert fragment in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("marketo_base_url", "http://123-abc-456.mktorest.com"), ("dynamics_base_url", "http://org.crm.dynamics.com")],
+)
+def test_merge_refuses_plain_http_to_a_remote_host_before_any_call(
+    staged_store: tuple[str, Path], tmp_path: Path, setting: str, value: str
+) -> None:
+    url, _ = staged_store
+    before = snapshot(url)
+    config = {
+        "store_url": url,
+        "merge": True,
+        "marketo_base_url": "https://127.0.0.1:9",
+        "marketo_client_id": "id",
+        "marketo_client_secret": "never-sent-secret",
+        "dynamics_base_url": "https://127.0.0.1:9",
+        "dynamics_tenant_id": "t",
+        "dynamics_client_id": "c",
+        "dynamics_client_secret": "never-sent-secret",
+        setting: value,
+    }
+    result = run_target(config, [], tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"setting '{setting}'" in result.stderr.splitlines()[-1]
+    assert "plain http" in result.stderr.splitlines()[-1]
+    assert_intact(url)
+    assert snapshot(url)["staged"] == before["staged"]
