@@ -20,16 +20,23 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import psutil
+from mktdyn_sandbox.plugin_config import (
+    dynamics_connection,
+    marketo_connection,
+    meltano_env,
+    start_date,
+    target_connections,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 METRIC = re.compile(r'"metric":\s*"record_count",\s*"value":\s*(\d+).*?"stream":\s*"(\w+)"')
 KINDS = ("read", "write", "auth", "metadata")
+__all__ = ["meltano_env"]  # re-exported for run_all.py
 
 
 # -- sandboxes --------------------------------------------------------------------------------------------
@@ -141,63 +148,19 @@ class SandboxServer:
         return {"marketo": self.admin.marketo.stats(), "dynamics": self.admin.dynamics.stats()}
 
 
-def start_date() -> str:
-    """Before every seeded record (the seed puts them in the 62 days before the sandbox's first start)."""
-    return (datetime.now(UTC) - timedelta(days=120)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def marketo_tap_config(info: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {
-        "base_url": info["marketo_url"],
-        "client_id": info["marketo_client_id"],
-        "client_secret": info["marketo_client_secret"],
-        "ca_bundle": info["ca_bundle"],
-        "start_date": start_date(),
-        "poll_interval_seconds": 0.2,
-        **extra,
-    }
+    """tap-marketo-leads' settings for a benchmark sandbox."""
+    return {**marketo_connection(info), "start_date": start_date(120), "poll_interval_seconds": 0.2, **extra}
 
 
 def dynamics_tap_config(info: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {
-        "base_url": info["dynamics_url"],
-        "authority_host": info["dynamics_authority"],
-        "tenant_id": info["dynamics_tenant_id"],
-        "client_id": info["dynamics_client_id"],
-        "client_secret": info["dynamics_client_secret"],
-        "ca_bundle": info["ca_bundle"],
-        "start_date": start_date(),
-        **extra,
-    }
+    """tap-dynamics-leads' settings for a benchmark sandbox."""
+    return {**dynamics_connection(info), "start_date": start_date(120), **extra}
 
 
 def target_config(info: dict[str, Any], store_url: str, **extra: Any) -> dict[str, Any]:
     """target-mktdyn-merge's settings: both connections under their ``marketo_`` / ``dynamics_`` prefixes."""
-    connections = {f"marketo_{k}": v for k, v in marketo_tap_config(info).items() if k != "start_date"}
-    connections.update({f"dynamics_{k}": v for k, v in dynamics_tap_config(info).items() if k != "start_date"})
-    connections.pop("marketo_poll_interval_seconds")
-    return {"store_url": store_url, **connections, **extra}
-
-
-def meltano_env(info: dict[str, Any], project_dir: Path) -> dict[str, str]:
-    """The variables meltano.yml's sandbox environment reads, with Meltano's own files under ``project_dir``."""
-    from mktdyn_sandbox.cli import ENV_VARIABLES
-
-    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
-    env.update({variable: str(info[key]) for key, variable in ENV_VARIABLES.items()})
-    env.update(
-        {
-            "MKTDYN_MARKETO_CA_BUNDLE": info["ca_bundle"],
-            "MKTDYN_DYNAMICS_CA_BUNDLE": info["ca_bundle"],
-            "MKTDYN_START_DATE": start_date(),
-            "MKTDYN_STORE_URL": f"sqlite:///{project_dir / 'store.db'}",
-            "MELTANO_ENVIRONMENT": "sandbox",
-            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "MELTANO_SYS_DIR_ROOT": str(project_dir / ".meltano"),
-            "MELTANO_DATABASE_URI": f"sqlite:///{project_dir / 'meltano.db'}",
-        }
-    )
-    return env
+    return {"store_url": store_url, **target_connections(info), **extra}
 
 
 # -- measured processes -----------------------------------------------------------------------------------

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,8 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from mktdyn_sandbox.admin_client import SandboxAdmin
-from mktdyn_sandbox.cli import ENV_VARIABLES
-from mktdyn_sandbox.plugin_config import start_date, target_connections
+from mktdyn_sandbox.plugin_config import meltano_env, target_connections
 from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
 from tap_marketo_leads.client import MarketoClient
@@ -71,25 +69,6 @@ def start_sandbox(directory: Path) -> tuple[subprocess.Popen[str], dict[str, Any
             raise SystemExit("the sandbox did not start within 120 s")
         time.sleep(0.2)
     return process, json.loads((directory / "sandbox.json").read_text())
-
-
-def meltano_env(info: dict[str, Any], project_dir: Path) -> dict[str, str]:
-    """The variables meltano.yml's sandbox environment reads (as `mktdyn-sandbox env` prints them)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
-    env.update({variable: str(info[key]) for key, variable in ENV_VARIABLES.items()})
-    env.update(
-        {
-            "MKTDYN_MARKETO_CA_BUNDLE": info["ca_bundle"],
-            "MKTDYN_DYNAMICS_CA_BUNDLE": info["ca_bundle"],
-            "MKTDYN_START_DATE": start_date(),
-            "MKTDYN_STORE_URL": f"sqlite:///{project_dir / 'store.db'}",
-            "MELTANO_ENVIRONMENT": "sandbox",
-            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "MELTANO_SYS_DIR_ROOT": str(project_dir / ".meltano"),
-            "MELTANO_DATABASE_URI": f"sqlite:///{project_dir / 'meltano.db'}",
-        }
-    )
-    return env
 
 
 def meltano(env: dict[str, str], *args: str) -> str:

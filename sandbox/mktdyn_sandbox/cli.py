@@ -13,22 +13,8 @@ from pathlib import Path
 from types import FrameType
 
 from mktdyn_sandbox.faults import FaultSpecError, parse_spec
+from mktdyn_sandbox.plugin_config import ENV_VARIABLES
 from mktdyn_sandbox.sandbox import SANDBOX_JSON, Sandbox, SandboxOptions, read_info
-
-#: sandbox.json key -> environment variable read by meltano.yml's ``sandbox`` environment.
-ENV_VARIABLES = {
-    "marketo_url": "MKTDYN_MARKETO_BASE_URL",
-    "marketo_client_id": "MKTDYN_MARKETO_CLIENT_ID",
-    "marketo_client_secret": "MKTDYN_MARKETO_CLIENT_SECRET",
-    "dynamics_url": "MKTDYN_DYNAMICS_BASE_URL",
-    "dynamics_authority": "MKTDYN_DYNAMICS_AUTHORITY_HOST",
-    "dynamics_tenant_id": "MKTDYN_DYNAMICS_TENANT_ID",
-    "dynamics_client_id": "MKTDYN_DYNAMICS_CLIENT_ID",
-    "dynamics_client_secret": "MKTDYN_DYNAMICS_CLIENT_SECRET",
-    "dynamics_username": "MKTDYN_DYNAMICS_USERNAME",
-    "dynamics_password": "MKTDYN_DYNAMICS_PASSWORD",
-    "ca_bundle": "MKTDYN_CA_BUNDLE",
-}
 
 
 def _probability(text: str) -> float:

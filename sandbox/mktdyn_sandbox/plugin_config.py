@@ -7,8 +7,25 @@ made), so a first extraction sees every seeded record.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+#: sandbox.json key -> the environment variable meltano.yml reads (what `mktdyn-sandbox env` prints).
+ENV_VARIABLES = {
+    "marketo_url": "MKTDYN_MARKETO_BASE_URL",
+    "marketo_client_id": "MKTDYN_MARKETO_CLIENT_ID",
+    "marketo_client_secret": "MKTDYN_MARKETO_CLIENT_SECRET",
+    "dynamics_url": "MKTDYN_DYNAMICS_BASE_URL",
+    "dynamics_authority": "MKTDYN_DYNAMICS_AUTHORITY_HOST",
+    "dynamics_tenant_id": "MKTDYN_DYNAMICS_TENANT_ID",
+    "dynamics_client_id": "MKTDYN_DYNAMICS_CLIENT_ID",
+    "dynamics_client_secret": "MKTDYN_DYNAMICS_CLIENT_SECRET",
+    "dynamics_username": "MKTDYN_DYNAMICS_USERNAME",
+    "dynamics_password": "MKTDYN_DYNAMICS_PASSWORD",
+    "ca_bundle": "MKTDYN_CA_BUNDLE",
+}
 
 
 def start_date(days: int = 90) -> str:
@@ -44,3 +61,26 @@ def target_connections(info: dict[str, Any]) -> dict[str, Any]:
         **{f"marketo_{key}": value for key, value in marketo_connection(info).items()},
         **{f"dynamics_{key}": value for key, value in dynamics_connection(info).items()},
     }
+
+
+def meltano_env(info: dict[str, Any], project_dir: Path) -> dict[str, str]:
+    """The environment for `meltano run sync` against this sandbox, with Meltano's own files in ``project_dir``.
+
+    The machine-wide CA variables are dropped: the plugins trust exactly the sandbox's CA through their
+    ``ca_bundle`` settings.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    env.update({variable: str(info[key]) for key, variable in ENV_VARIABLES.items()})
+    env.update(
+        {
+            "MKTDYN_MARKETO_CA_BUNDLE": info["ca_bundle"],
+            "MKTDYN_DYNAMICS_CA_BUNDLE": info["ca_bundle"],
+            "MKTDYN_START_DATE": start_date(),
+            "MKTDYN_STORE_URL": f"sqlite:///{project_dir / 'store.db'}",
+            "MELTANO_ENVIRONMENT": "sandbox",
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "MELTANO_SYS_DIR_ROOT": str(project_dir / ".meltano"),
+            "MELTANO_DATABASE_URI": f"sqlite:///{project_dir / 'meltano.db'}",
+        }
+    )
+    return env

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 from mktdyn_sandbox.admin_client import SandboxAdmin
+from mktdyn_sandbox.plugin_config import meltano_env
 from mktdyn_sandbox.sandbox import Sandbox
 from target_mktdyn_merge.activity import iter_activities
 from target_mktdyn_merge.store import Store
 
-from scripts.demo import ROOT, meltano_env
+from scripts.demo import ROOT
 
 pytestmark = pytest.mark.e2e
 MELTANO = str(Path(sys.executable).parent / "meltano")

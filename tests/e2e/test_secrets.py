@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from mktdyn_common.errors import MktdynError
+from mktdyn_sandbox.plugin_config import meltano_env
 from mktdyn_sandbox.sandbox import Sandbox
 from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
@@ -28,7 +29,7 @@ from target_mktdyn_merge import store_schema as tables
 from target_mktdyn_merge.activity import iter_activities
 from target_mktdyn_merge.store import Store
 
-from scripts.demo import ROOT, meltano_env
+from scripts.demo import ROOT
 from tests.target.pipeline import connection_config
 
 pytestmark = pytest.mark.e2e
