@@ -66,20 +66,6 @@ def plan_writes(connection: sa.Connection, run_id: str, writes: Iterable[Planned
     return len(rows)
 
 
-def writes_of_run(connection: sa.Connection, run_id: str) -> list[dict[str, Any]]:
-    """Every outbox entry of a run, payloads decoded."""
-    rows = connection.execute(
-        sa.select(tables.outbox).where(tables.outbox.c.run_id == run_id).order_by(tables.outbox.c.op_id)
-    ).all()
-    result = []
-    for row in rows:
-        item = dict(row._mapping)
-        item["payload"] = json.loads(item["payload"])
-        item["context"] = json.loads(item["context"])
-        result.append(item)
-    return result
-
-
 #: Entries still owed: planned, in doubt (sent, no answer seen), or waiting for a retry.
 OWED = ("planned", "sent", "failed", "invalid", "deferred")
 #: Entries a newer plan for the same record replaces (an entry in doubt must be resolved first).

@@ -16,7 +16,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from target_mktdyn_merge import store_schema as tables
 from target_mktdyn_merge.activity import FAILURE_ACTIONS, Activity, FieldChange, record_activities
 from target_mktdyn_merge.fieldmap import Entity
 from target_mktdyn_merge.merge import BaselineEntry, snapshot_baseline
@@ -213,15 +212,3 @@ def _activity_for(entry: OutboxEntry, action: str) -> Activity:
     planned.action = action
     planned.details = {**planned.details, "op_id": entry.op_id, "planned": entry.action}
     return planned
-
-
-def pending_count(store: Store) -> int:
-    """How many writes are still owed (for the report and the exit code)."""
-    outbox = tables.outbox
-    with store.transaction() as connection:
-        value = connection.execute(
-            sa.select(sa.func.count())
-            .select_from(outbox)
-            .where(outbox.c.status.in_(["planned", "sent", "failed", "invalid", "deferred"]))
-        ).scalar()
-    return int(value or 0)

@@ -14,9 +14,8 @@ import sqlalchemy as sa
 
 from target_mktdyn_merge import store_schema as tables
 from target_mktdyn_merge.activity import FAILURE_ACTIONS, action_counts, iter_activities
+from target_mktdyn_merge.outbox import OWED
 from target_mktdyn_merge.store import Store
-
-PENDING_STATUSES = ("planned", "sent", "failed", "deferred")
 
 
 def _short(value: Any, width: int = 40) -> str:
@@ -39,7 +38,7 @@ def pending_writes(store: Store) -> list[dict[str, Any]]:
     with store.transaction() as connection:
         rows = connection.execute(
             sa.select(outbox.c.system, outbox.c.action, outbox.c.status, sa.func.count())
-            .where(outbox.c.status.in_(PENDING_STATUSES))
+            .where(outbox.c.status.in_(OWED))
             .group_by(outbox.c.system, outbox.c.action, outbox.c.status)
         ).all()
     return [{"system": s, "action": a, "status": st, "count": n} for s, a, st, n in rows]

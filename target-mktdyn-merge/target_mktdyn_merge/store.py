@@ -386,17 +386,6 @@ class Store:
             yield [_row_to_staged(row) for row in rows]
             last_id = rows[-1].record_id
 
-    def mark_merged(self, stream: str, records: Iterable[StagedRecord]) -> None:
-        """Remember that the merge has seen these versions (a newer staging makes them dirty again)."""
-        table = tables.staged
-        with self.transaction() as connection:
-            for record in records:
-                connection.execute(
-                    sa.update(table)
-                    .where(table.c.source == stream, table.c.record_id == record.record_id)
-                    .values(merged_seq=record.changed_seq)
-                )
-
     def staged_counts(self) -> dict[str, dict[str, int]]:
         """Live and deleted staged records per stream."""
         table = tables.staged

@@ -342,10 +342,6 @@ _DataverseSchemaValidator: type[Validator] = validators.extend(
 _FORMATS: Final = _format_checker()
 
 
-def _nullable(kind: str, nullable: bool) -> str | list[str]:
-    return [kind, "null"] if nullable else kind
-
-
 def _bounds(attribute: AttributeMetadata, default: tuple[float, float] | None) -> dict[str, float | int]:
     """``minimum``/``maximum`` from MinValue/MaxValue, else the storage type's own range."""
     low = attribute.min_value if attribute.min_value is not None else (default[0] if default else None)
