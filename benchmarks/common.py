@@ -340,6 +340,36 @@ def floor_target_main() -> None:
     NoopTarget.cli()
 
 
+@dataclass(frozen=True)
+class TapRun:
+    """A tap run alone, what it cost the sandbox, and the SDK floor emitting the same records."""
+
+    tap: Measured
+    calls: ApiCalls
+    output: Path
+    floor: Measured
+
+    @property
+    def records(self) -> int:
+        """Records the tap emitted (its own record_count metrics)."""
+        return sum(self.tap.record_counts().values())
+
+
+def measure_tap_alone(sandbox: SandboxServer, tap: str, config: dict[str, Any], work: Path) -> TapRun:
+    """Run ``tap`` against the sandbox (counting its API calls), then the trivial SDK tap emitting the same
+    number of records of the same shape, the framework's floor (issue 9, scenario 5)."""
+    config_file = write_json(work / f"{tap}.json", config)
+    output = work / f"{tap}.singer"
+    sandbox.reset_stats()
+    with output.open("w") as stdout:
+        measured = run_measured([str(BIN / tap), "--config", str(config_file)], stdout=stdout)
+    calls = ApiCalls.from_stats(sandbox.stats())
+    with output.open() as lines:
+        template = write_json(work / f"{tap}.template.json", singer_template(lines))
+    floor = run_measured(floor_command("tap", str(template), json.dumps(measured.record_counts())))
+    return TapRun(measured, calls, output, floor)
+
+
 def singer_template(singer_lines: Iterable[str], samples: int = 500) -> dict[str, Any]:
     """Schemas and a few records per stream of a tap's output, as the floor tap's template."""
     template: dict[str, Any] = {}

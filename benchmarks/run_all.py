@@ -54,10 +54,10 @@ from benchmarks.common import (
     floor_command,
     log,
     marketo_tap_config,
+    measure_tap_alone,
     meltano_env,
     run_measured,
     seed_directory,
-    singer_template,
     target_config,
     write_json,
 )
@@ -230,19 +230,10 @@ def plugin_scenarios(cache: Path, work: Path, spec: SeedSpec) -> list[Row]:
             ("tap-marketo-leads", marketo_tap_config(sandbox.info)),
             ("tap-dynamics-leads", dynamics_tap_config(sandbox.info)),
         ):
-            config_file = write_json(work / f"{tap}.json", config)
-            output = work / f"{tap}.singer"
-            sandbox.reset_stats()
-            log(f"5: {tap} alone")
-            with output.open("w") as stdout:
-                measured = run_measured([str(BIN / tap), "--config", str(config_file)], stdout=stdout)
-            calls = ApiCalls.from_stats(sandbox.stats())
-            outputs.append(output)
-            count = sum(measured.record_counts().values())
-            with output.open() as lines:
-                template = write_json(work / f"{tap}.template.json", singer_template(lines))
-            log(f"5: floor tap for {tap}")
-            floor = run_measured(floor_command("tap", str(template), json.dumps(measured.record_counts())))
+            log(f"5: {tap} alone, then the floor tap")
+            run = measure_tap_alone(sandbox, tap, config, work)
+            measured, calls, floor, count = run.tap, run.calls, run.floor, run.records
+            outputs.append(run.output)
             floor_rate = count / floor.seconds
             rows.append(
                 Row(

@@ -19,15 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (
-    BIN,
-    ApiCalls,
     SandboxServer,
     SeedSpec,
     dynamics_tap_config,
-    floor_command,
-    run_measured,
-    singer_template,
-    write_json,
+    measure_tap_alone,
 )
 
 
@@ -44,18 +39,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-tap-dynamics-") as temporary:
         work = Path(temporary)
         with SandboxServer(work / "sandbox", spec, limits=False) as sandbox:
-            config = write_json(work / "config.json", dynamics_tap_config(sandbox.info, page_size=args.page_size))
-            sandbox.reset_stats()
-            output = work / "tap.singer"
-            with output.open("w") as stdout:
-                tap = run_measured([str(BIN / "tap-dynamics-leads"), "--config", str(config)], stdout=stdout)
-            calls = ApiCalls.from_stats(sandbox.stats())
-        counts = tap.record_counts()
-        with output.open() as lines:
-            template = write_json(work / "template.json", singer_template(lines))
-        floor = run_measured(floor_command("tap", str(template), json.dumps(counts)))
+            run = measure_tap_alone(
+                sandbox, "tap-dynamics-leads", dynamics_tap_config(sandbox.info, page_size=args.page_size), work
+            )
+    tap, calls, floor, rows, counts = run.tap, run.calls, run.floor, run.records, run.tap.record_counts()
 
-    rows = sum(counts.values())
     print(f"tap-dynamics-leads: {rows} rows ({counts}) in {tap.seconds:.1f}s = {rows / tap.seconds:,.0f} rows/s")
     print(
         f"floor (SDK tap, same records from memory): {sum(floor.record_counts().values())} rows in "

@@ -19,15 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (
-    BIN,
-    ApiCalls,
     SandboxServer,
     SeedSpec,
-    floor_command,
     marketo_tap_config,
-    run_measured,
-    singer_template,
-    write_json,
+    measure_tap_alone,
 )
 
 
@@ -42,18 +37,11 @@ def main() -> None:
         work = Path(temporary)
         print(f"seeding a sandbox with {args.persons:,} persons ...", file=sys.stderr)
         with SandboxServer(work / "sandbox", spec, limits=False, export_delay=args.export_delay) as sandbox:
-            config = write_json(work / "config.json", marketo_tap_config(sandbox.info, window_days=30))
-            sandbox.reset_stats()
-            output = work / "tap.singer"
-            with output.open("w") as stdout:
-                tap = run_measured([str(BIN / "tap-marketo-leads"), "--config", str(config)], stdout=stdout)
-            calls = ApiCalls.from_stats(sandbox.stats())
-        counts = tap.record_counts()
-        with output.open() as lines:
-            template = write_json(work / "template.json", singer_template(lines))
-        floor = run_measured(floor_command("tap", str(template), json.dumps(counts)))
+            run = measure_tap_alone(
+                sandbox, "tap-marketo-leads", marketo_tap_config(sandbox.info, window_days=30), work
+            )
+    tap, calls, floor, records = run.tap, run.calls, run.floor, run.records
 
-    records = sum(counts.values())
     rate = records / tap.seconds
     print(f"tap-marketo-leads: {records:,} persons in {tap.seconds:.1f} s wall = {rate:,.0f} persons/s")
     print(f"  API calls: {json.dumps(calls.by_kind['marketo'], sort_keys=True)}")
