@@ -21,6 +21,7 @@ from target_mktdyn_merge.activity import activity_to_dict
 from target_mktdyn_merge.crashpoints import crash_point
 from target_mktdyn_merge.outbox import OutboxEntry, mark
 from target_mktdyn_merge.streams import DYNAMICS_STREAM, ENTITY_SET
+from target_mktdyn_merge.validation import Operation
 from target_mktdyn_merge.write_context import WriteContext, entity_of
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class DynamicsWriter:
         if entry.target_id:
             staged = self.context.store.staged_record(DYNAMICS_STREAM[entity], entry.target_id)
             current = staged.fields if staged is not None else None
-        operation = "create" if entry.action == "create" else "update"
+        operation: Operation = "create" if entry.action == "create" else "update"
         found = self.context.dynamics_validator.validate(entity, operation, entry.payload, current)
         if not found:
             return True

@@ -21,6 +21,7 @@ from target_mktdyn_merge.crashpoints import crash_point
 from target_mktdyn_merge.normalize import canonical
 from target_mktdyn_merge.outbox import OutboxEntry, mark
 from target_mktdyn_merge.streams import DYNAMICS_STREAM
+from target_mktdyn_merge.validation import Operation
 from target_mktdyn_merge.write_context import WriteContext, entity_of
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class MarketoWriter:
         self._send_creates([e for e in self._resolve_creates_in_doubt(creates) if self._valid(e, "create")])
         self._send_deletes(deletes)
 
-    def _valid(self, entry: OutboxEntry, operation: str) -> bool:
+    def _valid(self, entry: OutboxEntry, operation: Operation) -> bool:
         found = self.context.marketo_validator.validate(operation, entry.payload)
         if not found:
             return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from target_mktdyn_merge.activity import Activity
 from target_mktdyn_merge.fieldmap import Entity
@@ -14,22 +14,7 @@ from target_mktdyn_merge.outcomes import Outcomes
 from target_mktdyn_merge.pair_merge import MergeContext, decision_activities, merge, merge_writes
 from target_mktdyn_merge.pairs import Pair, pairs_by_person, save_pair
 from target_mktdyn_merge.store import Store
-
-
-class Violation(Protocol):
-    """A validation failure: which field, which rule, in words."""
-
-    field: str
-    rule: str
-    message: str
-
-
-class Validator(Protocol):
-    """Checks a payload before it is sent (``validation.DynamicsValidator`` / ``MarketoValidator``)."""
-
-    def validate(self, *args: Any, **kwargs: Any) -> Any:
-        """Violations of one payload."""
-        ...
+from target_mktdyn_merge.validation import DynamicsValidator, MarketoValidator, Violation
 
 
 @dataclass
@@ -40,8 +25,8 @@ class WriteContext:
     run_id: str
     merge_context: MergeContext
     outcomes: Outcomes
-    dynamics_validator: Validator
-    marketo_validator: Validator
+    dynamics_validator: DynamicsValidator
+    marketo_validator: MarketoValidator
 
     def pair_of(self, person_id: str) -> Pair | None:
         """The current pair of a person."""
