@@ -35,6 +35,7 @@ from mktdyn_sandbox.plugin_config import (
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 METRIC = re.compile(r'"metric":\s*"record_count",\s*"value":\s*(\d+).*?"stream":\s*"(\w+)"')
+RELAYED_FROM_TARGET = re.compile(r"\] target-\S+ METRIC:")
 KINDS = ("read", "write", "auth", "metadata")
 __all__ = ["meltano_env"]  # re-exported for run_all.py
 
@@ -218,10 +219,17 @@ class Measured:
     returncode: int
 
     def record_counts(self) -> dict[str, int]:
-        """The SDK's ``record_count`` metrics summed per stream."""
+        """The taps' ``record_count`` metrics summed per stream.
+
+        Targets log the same metric for what they received; Meltano prefixes each relayed line with the
+        plugin's name, and the targets' lines are left out so a record is counted once.
+        """
         counts: dict[str, int] = {}
-        for value, stream in METRIC.findall(self.stderr):
-            counts[stream] = counts.get(stream, 0) + int(value)
+        for line in self.stderr.splitlines():
+            if RELAYED_FROM_TARGET.search(line):
+                continue
+            for value, stream in METRIC.findall(line):
+                counts[stream] = counts.get(stream, 0) + int(value)
         return counts
 
 

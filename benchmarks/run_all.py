@@ -104,12 +104,18 @@ def dynamics_writes(calls: ApiCalls) -> tuple[int, int]:
 
 
 # -- scenarios through meltano run ------------------------------------------------------------------------
-def meltano_sync(sandbox: SandboxServer, env: dict[str, str], name: str) -> tuple[Measured, ApiCalls]:
+#: Where each scenario's Meltano log is kept by default (``--logs``), to read a failure or a slow phase afterwards.
+LOGS = Path(tempfile.gettempdir()) / "mktdyn-bench-logs"
+
+
+def meltano_sync(sandbox: SandboxServer, env: dict[str, str], name: str, logs: Path) -> tuple[Measured, ApiCalls]:
     sandbox.reset_stats()
     log(f"{name}: meltano run sync")
     measured = run_measured([str(BIN / "meltano"), "run", "sync"], env=env, cwd=ROOT, timeout=6 * 3600, check=False)
     calls = ApiCalls.from_stats(sandbox.stats())
-    log(f"{name}: {measured.seconds:.1f} s, exit code {measured.returncode}")
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"scenario-{name}.log").write_text(measured.stderr)
+    log(f"{name}: {measured.seconds:.1f} s, exit code {measured.returncode} (log: {logs / f'scenario-{name}.log'})")
     return measured, calls
 
 
@@ -150,7 +156,7 @@ def user_edits(sandbox: SandboxServer, store_url: str, per_side: int, collisions
     return f"{per_side} persons edited in Marketo, {per_side} in Dynamics, {collisions} of them on both sides"
 
 
-def sync_scenarios(cache: Path, work: Path, spec: SeedSpec, million: bool) -> list[Row]:
+def sync_scenarios(cache: Path, work: Path, spec: SeedSpec, million: bool, logs: Path) -> list[Row]:
     seeded = seed_directory(spec, cache)
     directory = copy_seeded(seeded, work / f"sandbox-{spec.label}")
     project = work / f"project-{spec.label}"
@@ -160,7 +166,11 @@ def sync_scenarios(cache: Path, work: Path, spec: SeedSpec, million: bool) -> li
         env = meltano_env(sandbox.info, project)
         store_url = env["MKTDYN_STORE_URL"]
         if million:
-            measured, calls = meltano_sync(sandbox, env, "4")
+            # Marketo's default bulk-export allowance (500 MB a day) does not hold a million persons' first
+            # export: the tap stops with 1029 and the next day's run carries on. This scenario is about
+            # memory, so the allowance is raised (the stop-and-resume is tested in the fault matrix).
+            sandbox.admin.marketo.config(export_daily_quota_mb=100_000)
+            measured, calls = meltano_sync(sandbox, env, "4", logs)
             rows.append(
                 Row(
                     f"4. initial sync, {spec.persons:,} persons (limits off)",
@@ -169,11 +179,12 @@ def sync_scenarios(cache: Path, work: Path, spec: SeedSpec, million: bool) -> li
                     calls,
                     measured.peak_rss_mib,
                     "completes; every process < 500 MB",
-                    max(measured.peak_rss_mib.values()) < 500,
+                    max(measured.peak_rss_mib.values()) < 500 and measured.returncode == 0,
+                    "export allowance raised from 500 MB to 100 GB a day. " + failure(measured),
                 )
             )
             return rows
-        measured, calls = meltano_sync(sandbox, env, "1")
+        measured, calls = meltano_sync(sandbox, env, "1", logs)
         rows.append(
             Row(
                 "1. initial sync (limits on)",
@@ -186,7 +197,7 @@ def sync_scenarios(cache: Path, work: Path, spec: SeedSpec, million: bool) -> li
                 failure(measured),
             )
         )
-        measured, calls = meltano_sync(sandbox, env, "2")
+        measured, calls = meltano_sync(sandbox, env, "2", logs)
         no_writes = sum(calls.kind(s, "write") for s in ("marketo", "dynamics")) == 0
         rows.append(
             Row(
@@ -201,7 +212,7 @@ def sync_scenarios(cache: Path, work: Path, spec: SeedSpec, million: bool) -> li
             )
         )
         note = user_edits(sandbox, store_url, 1000, 100)
-        measured, calls = meltano_sync(sandbox, env, "3")
+        measured, calls = meltano_sync(sandbox, env, "3", logs)
         marketo, marketo_min = marketo_writes(calls)
         dynamics, dynamics_min = dynamics_writes(calls)
         rows.append(
@@ -300,6 +311,12 @@ def render(rows: list[Row], command: str) -> str:
         "fewest the APIs allow for the records written (M: Marketo person writes, 300 per call per action; D: "
         f"Dataverse `$batch` calls of {BATCH_SIZE} operations). Peak RSS in MiB per process.",
         "",
+        "Limits: Marketo 100 calls per 20 s and 10 concurrent; Dataverse 6,000 requests per 5 min per user, "
+        "where a `$batch` is one request and its operations count toward the daily entitlement (reference "
+        "§5.5/§6; the sandbox's `batch_operations_count` setting switches to counting every operation, which "
+        "the write-back also survives: throttled parts are re-sent after waits or left owed). Records are what "
+        "the taps emitted (the targets' own record counts are left out).",
+        "",
         "| scenario | wall s | records | records/s | Marketo calls r/w/a/m | Dynamics calls r/w/a/m "
         "| writes vs minimum | peak RSS MiB | target | met |",
         "|---|---:|---:|---:|---|---|---|---|---|---|",
@@ -340,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         help="where seeded sandboxes are kept between runs",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results.md")
+    parser.add_argument("--logs", type=Path, default=LOGS, help="where each scenario's Meltano log is written")
     args = parser.parse_args(argv)
     only = set(args.only) | ({"4"} if args.million else set())
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -347,9 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="mktdyn-bench-"))
     try:
         if only & {"1", "2", "3"}:
-            rows += sync_scenarios(args.cache, work, SCALE, million=False)
+            rows += sync_scenarios(args.cache, work, SCALE, million=False, logs=args.logs)
         if "4" in only:
-            rows += sync_scenarios(args.cache, work, MILLION, million=True)
+            rows += sync_scenarios(args.cache, work, MILLION, million=True, logs=args.logs)
         if "5" in only:
             rows += plugin_scenarios(args.cache, work, SCALE)
     finally:

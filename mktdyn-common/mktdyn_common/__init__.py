@@ -1,1 +1,1 @@
-"""Shared by both API clients and the target, so retry, TLS and redaction rules exist once."""
+"""Shared by both API clients and all three plugins, so retry, TLS, redaction and fatal-error rules exist once."""

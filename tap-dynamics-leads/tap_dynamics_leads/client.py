@@ -40,6 +40,8 @@ __all__ = ["BatchOperation", "BatchResult", "ChangePage", "DataverseClient", "Da
 
 logger = logging.getLogger(__name__)
 _GUID_IN_URL = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
+#: Values per ``In`` filter: keeps a lookup's URL well under Dataverse's limit, even with long emails.
+EMAILS_PER_LOOKUP = 50
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,14 @@ class DataverseClient:
     ) -> list[dict[str, Any]]:
         """Rows whose ``column`` equals ``email`` (quoted as a literal, whatever it contains)."""
         return list(self.query(entity_set, select, filter=odata.eq(column, email)))
+
+    def find_by_emails(
+        self, entity_set: str, emails: Sequence[str], select: Sequence[str], column: str = "emailaddress1"
+    ) -> Iterator[dict[str, Any]]:
+        """Rows whose ``column`` is one of ``emails`` (Dataverse compares text case-insensitively), 50 per request."""
+        for start in range(0, len(emails), EMAILS_PER_LOOKUP):
+            chunk = emails[start : start + EMAILS_PER_LOOKUP]
+            yield from self.query(entity_set, select, filter=odata.is_in(column, chunk))
 
     # -- writes --------------------------------------------------------------------------------------
     def create(self, entity_set: str, body: Mapping[str, Any], select: Sequence[str] = ()) -> dict[str, Any]:

@@ -88,6 +88,12 @@ def eq(column: str, value: object) -> str:
     return f"{identifier(column)} eq {literal(value)}"
 
 
+def is_in(column: str, values: Iterable[str]) -> str:
+    """``Microsoft.Dynamics.CRM.In(PropertyName='column',PropertyValues=[...])``: many values in one filter."""
+    items = ",".join(string_literal(value) for value in values)
+    return f"Microsoft.Dynamics.CRM.In(PropertyName={string_literal(identifier(column))},PropertyValues=[{items}])"
+
+
 def select_clause(columns: Iterable[str]) -> str:
     """A ``$select`` value (order kept, duplicates dropped, every name checked)."""
     seen: dict[str, None] = {}

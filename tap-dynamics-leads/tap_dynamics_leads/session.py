@@ -207,8 +207,13 @@ class DataverseSession:
                 continue
             error = error_for(response, label)
             if error.retryable:
+                tried = f"after {attempt} attempts"
+                if status == 429:  # say when it is worth trying again, as a spent Marketo quota does
+                    wait = retry_after_seconds(response.headers.get("Retry-After"))
+                    when = f"{wait:.0f} s" if wait is not None else "a few minutes"
+                    tried += f"; service protection limit: retry after {when} (its Retry-After), e.g. the next run"
                 raise TransientError(
-                    SYSTEM, label, error.code, f"{error.api_message} (after {attempt} attempts)", status, retryable=True
+                    SYSTEM, label, error.code, f"{error.api_message} ({tried})", status, retryable=True
                 ) from error
             raise error
 

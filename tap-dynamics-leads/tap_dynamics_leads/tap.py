@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mktdyn_common.cli import plugin_main
 from mktdyn_common.errors import ConfigurationError
 from mktdyn_common.redact import protect_secrets
 from singer_sdk import Stream, Tap
@@ -164,5 +165,8 @@ class TapDynamicsLeads(Tap):
         return [stream_type(self, self.entity(stream_type.logical_name)) for stream_type in STREAM_TYPES]
 
 
+#: The console script (``[project.scripts]``): the SDK command line, a fatal error as one line (DESIGN §9.5).
+main = plugin_main(TapDynamicsLeads)
+
 if __name__ == "__main__":
-    TapDynamicsLeads.cli()
+    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mktdyn_common.cli import plugin_main
 from mktdyn_common.errors import ConfigurationError
 from mktdyn_common.redact import protect_secrets
 from singer_sdk import Stream, Tap
@@ -121,7 +122,7 @@ class TapMarketoLeads(Tap):
         """The run's Marketo client, built on first use from the validated settings.
 
         Raises:
-            ConfigValidationError: A setting is malformed (the SDK prints it and exits 1).
+            ConfigValidationError: A setting is malformed (the entry point names it in one line, exit 1).
         """
         if self._client is None:
             protect_secrets([self.config.get("client_secret")])
@@ -159,5 +160,8 @@ class TapMarketoLeads(Tap):
         return schema if schema.get("properties") else None
 
 
+#: The console script (``[project.scripts]``): the SDK command line, a fatal error as one line (DESIGN §9.5).
+main = plugin_main(TapMarketoLeads)
+
 if __name__ == "__main__":
-    TapMarketoLeads.cli()
+    main()

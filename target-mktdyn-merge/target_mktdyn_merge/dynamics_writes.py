@@ -3,7 +3,8 @@
 Each update carries the ETag staged at extraction; a 412 means the row moved since, so the row is re-read,
 the pair re-merged once with the fresh values, and the write sent again with the new ETag, or deferred to the
 next run if it loses again (DESIGN §4). Creates ask for the stored row back (``return=representation``), which
-becomes the baseline; a create whose answer was lost is resolved by looking the email up, never re-sent blind.
+becomes the baseline; a create whose answer was lost is resolved by looking the email up, never re-sent blind, and
+a create whose email a lead or contact already has (one the store has not seen yet) is not sent at all.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from mktdyn_common.errors import TransientError
 from tap_dynamics_leads.batch import BatchOperation, BatchResult
 from tap_dynamics_leads.client import DataverseClient
 
-from target_mktdyn_merge.activity import activity_to_dict
+from target_mktdyn_merge.activity import Activity, activity_to_dict
 from target_mktdyn_merge.crashpoints import crash_point
+from target_mktdyn_merge.matching import normalize_email
 from target_mktdyn_merge.outbox import OutboxEntry, mark
 from target_mktdyn_merge.streams import DYNAMICS_STREAM, ENTITY_SET
 from target_mktdyn_merge.validation import Operation
@@ -57,7 +59,7 @@ class DynamicsWriter:
 
     def write(self, entries: Sequence[OutboxEntry]) -> None:
         """Validate, send and record a page of Dynamics writes."""
-        ready = [e for e in self._resolve_in_doubt(entries) if self._valid(e)]
+        ready = [e for e in self._skip_existing(self._resolve_in_doubt(entries)) if self._valid(e)]
         conflicts = self._send(ready, allow_remerge=True)
         self._retry_conflicts(conflicts)
 
@@ -83,6 +85,53 @@ class DynamicsWriter:
                     )
                     continue
             ready.append(entry)
+        return ready
+
+    def _skip_existing(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
+        """Creates whose email a lead or contact already has in Dynamics are not sent.
+
+        The planner creates a lead only when no staged row has the person's email, but the store may not have
+        seen that row yet: an extraction cut short (Meltano still ends the merging leg's input and the merge
+        runs on what was staged), or a row created since. Dataverse does not refuse a duplicate email as
+        Marketo does (1005), so the create path asks first (DESIGN §4: an existing lead or contact is linked,
+        never duplicated). The create is superseded; the next extraction stages the row and the planner links
+        it by its usual rules (a contact before a lead; no guess among several).
+        """
+        creates = [e for e in entries if e.action == "create" and e.status != "sent" and e.payload.get("emailaddress1")]
+        if not creates:
+            return entries
+        emails = sorted({str(e.payload["emailaddress1"]).strip() for e in creates})
+        existing: dict[str, list[tuple[str, str]]] = {}
+        for entity in ("contact", "lead"):
+            for row in self.client.find_by_emails(ENTITY_SET[entity], emails, [KEY[entity], "emailaddress1"]):
+                email = normalize_email(row.get("emailaddress1"))
+                if email is not None:
+                    existing.setdefault(email, []).append((entity, str(row[KEY[entity]])))
+        checked = {e.op_id for e in creates}
+        ready = []
+        for entry in entries:
+            email = normalize_email(entry.payload.get("emailaddress1")) if entry.op_id in checked else None
+            found = existing.get(email) if email is not None else None
+            if not found:
+                ready.append(entry)
+                continue
+            entity, row_id = found[0]
+            rows = ", ".join(f"{e} {i}" for e, i in found)
+            self.context.outcomes.superseded(
+                entry,
+                [
+                    Activity(
+                        "skipped",
+                        entry.context.get("person_id"),
+                        entity,
+                        row_id if len(found) == 1 else None,
+                        "to_dynamics",
+                        rule=f"Dynamics already has {rows} with this email, not extracted yet: no lead is created; "
+                        "the next extraction brings it and the person is matched with it",
+                        details={"op_id": entry.op_id, "planned": entry.action, "candidates": [i for _, i in found]},
+                    )
+                ],
+            )
         return ready
 
     def _valid(self, entry: OutboxEntry) -> bool:
@@ -162,13 +211,14 @@ class DynamicsWriter:
                     "Dynamics $batch of %d write(s) did not complete (%s); they are resolved next run", len(chunk), exc
                 )
                 return []
-            for entry, result in zip(chunk, results, strict=True):
-                if result.status in THROTTLED:
-                    throttled.append(entry)
-                elif result.status == 412 and entry.action == "update" and allow_remerge:
-                    conflicts.append(entry)
-                else:
-                    self._record(entry, result)
+            with self.context.outcomes.batch():
+                for entry, result in zip(chunk, results, strict=True):
+                    if result.status in THROTTLED:
+                        throttled.append(entry)
+                    elif result.status == 412 and entry.action == "update" and allow_remerge:
+                        conflicts.append(entry)
+                    else:
+                        self._record(entry, result)
         return throttled
 
     def _record(self, entry: OutboxEntry, result: BatchResult) -> None:

@@ -8,6 +8,7 @@ with a one-line reason naming the setting or the API code.
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +89,13 @@ def run_merge(target: TargetMktdynMerge, run_id: str) -> None:
                 metadata=metadata,
                 sync_filter_field=config.get("sync_filter_field") or None,
             )
+            clock = time.monotonic()
             counts: Counter[str] = Planner(store, settings).run()
+            target.logger.info(
+                "merge planned in %.1f s: %s",
+                time.monotonic() - clock,
+                ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing changed",
+            )
             failures = 0
             if not dry_run:
                 outcomes = Outcomes(store, run_id, MergeContext(metadata, field_map, settings.run_number))

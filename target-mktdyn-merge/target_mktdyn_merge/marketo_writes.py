@@ -141,8 +141,9 @@ class MarketoWriter:
             except TransientError as exc:
                 logger.warning("Marketo update of %d person(s) did not complete (%s); resent next run", len(chunk), exc)
                 return
-            for entry, outcome in zip(chunk, results, strict=True):
-                self._record(entry, outcome)
+            with self.context.outcomes.batch():
+                for entry, outcome in zip(chunk, results, strict=True):
+                    self._record(entry, outcome)
 
     def _record(self, entry: OutboxEntry, outcome: RecordOutcome, created_id: str | None = None) -> None:
         outcomes = self.context.outcomes
@@ -188,12 +189,17 @@ class MarketoWriter:
                     "Marketo create of %d person(s) did not complete (%s); resolved next run", len(chunk), exc
                 )
                 return
-            for entry, outcome in zip(chunk, results, strict=True):
-                if outcome.status == "created" and outcome.id is not None:
-                    self._record(entry, outcome, created_id=str(outcome.id))
-                elif outcome.reasons and outcome.reasons[0][0] == "1005" and self._link_existing(entry):
-                    continue
-                else:
+            taken = []  # the email is someone's already: looked up (an API call) outside the transaction
+            with self.context.outcomes.batch():
+                for entry, outcome in zip(chunk, results, strict=True):
+                    if outcome.status == "created" and outcome.id is not None:
+                        self._record(entry, outcome, created_id=str(outcome.id))
+                    elif outcome.reasons and outcome.reasons[0][0] == "1005":
+                        taken.append((entry, outcome))
+                    else:
+                        self._record(entry, outcome)
+            for entry, outcome in taken:
+                if not self._link_existing(entry):
                     self._record(entry, outcome)
 
     def _send_deletes(self, entries: list[OutboxEntry]) -> None:
@@ -205,5 +211,6 @@ class MarketoWriter:
             except TransientError as exc:
                 logger.warning("Marketo delete of %d person(s) did not complete (%s); resent next run", len(chunk), exc)
                 return
-            for entry, outcome in zip(chunk, results, strict=True):
-                self._record(entry, outcome)
+            with self.context.outcomes.batch():
+                for entry, outcome in zip(chunk, results, strict=True):
+                    self._record(entry, outcome)

@@ -3,13 +3,14 @@
 A confirmed write moves the pair's baseline to what the system stored (DESIGN §4: the baseline is what each
 system stored, not what we sent), creates the pair of a record just created, and logs the activity the plan
 attached to the write. A rejected write stays owed and is retried after a backoff or replaced when its inputs
-change. Every transition is one transaction.
+change. Every transition is one transaction; the outcomes of one API call share one (:meth:`Outcomes.batch`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,9 +47,34 @@ class Outcomes:
     run_id: str
     merge_context: MergeContext
     counts: Counter[str] = field(default_factory=Counter)
+    #: Inside :meth:`batch`: activities and confirmed op ids written when the batch ends, in one statement each.
+    _held_activities: list[Activity] | None = field(default=None, init=False, repr=False)
+    _held_confirmed: list[int] = field(default_factory=list, init=False, repr=False)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Record the outcomes of one API call in one transaction (see :meth:`Store.batched`).
+
+        Their activities and "confirmed" marks are held and written together just before the commit: per
+        record they were a statement each, the larger part of recording an initial sync's outcomes.
+        """
+        if self._held_activities is not None:
+            yield
+            return
+        with self.store.batched(), self.store.transaction() as connection:
+            self._held_activities, self._held_confirmed = [], []
+            try:
+                yield
+                record_activities(self.store, self.run_id, self._held_activities, connection)
+                mark(connection, self._held_confirmed, "confirmed", count_attempt=True)
+            finally:
+                self._held_activities, self._held_confirmed = None, []
 
     def _log(self, connection: sa.Connection, activity: Activity) -> None:
-        record_activities(self.store, self.run_id, [activity], connection)
+        if self._held_activities is not None:
+            self._held_activities.append(activity)
+        else:
+            record_activities(self.store, self.run_id, [activity], connection)
         self.counts[activity.action] += 1
 
     # -- failures --------------------------------------------------------------------------------
@@ -126,8 +152,11 @@ class Outcomes:
             if entry.action == "update":
                 self._move_baseline(connection, entry, stored or {})
             elif entry.action == "create" and created_id is not None:
-                self._pair_created(connection, entry, created_id, stored or {})
-            mark(connection, [entry.op_id], "confirmed", count_attempt=True)
+                self._pair_created(connection, entry, created_id, stored or {}, linked_existing=linked_existing)
+            if self._held_activities is not None:
+                self._held_confirmed.append(entry.op_id)
+            else:
+                mark(connection, [entry.op_id], "confirmed", count_attempt=True)
             if activity is not None:
                 if entry.system == "marketo" and entry.action == "create" and created_id is not None:
                     activity.person_id = created_id
@@ -164,9 +193,21 @@ class Outcomes:
         return pair if pair is not None and pair.dynamics_id == expected else None
 
     def _pair_created(
-        self, connection: sa.Connection, entry: OutboxEntry, created_id: str, stored: Mapping[str, Any]
+        self,
+        connection: sa.Connection,
+        entry: OutboxEntry,
+        created_id: str,
+        stored: Mapping[str, Any],
+        *,
+        linked_existing: bool = False,
     ) -> None:
-        """Link a record just created to its source, with a baseline of both as stored."""
+        """Link a record just created to its source, with a baseline of both as stored.
+
+        A record that already existed (the create was refused because its email is taken) was not written
+        by us: it holds its own values, not the payload, so the pair gets no baseline and its first merge
+        decides as any first link does (the authority wins a collision; a blank never overwrites a value).
+        A baseline of the payload would make every field where the record differs look changed on its side.
+        """
         context = self.merge_context
         if entry.system == "dynamics":
             person_id = str(entry.context["person_id"])
@@ -185,6 +226,9 @@ class Outcomes:
             connection, [(pair.entity, pair.dynamics_id)]
         ):
             return  # linked meanwhile (an earlier confirmation of the same record): keep that link
+        if linked_existing:
+            save_pair(connection, pair, self.run_id)
+            return
         pair.baseline = snapshot_baseline(
             pair.entity, marketo_fields, dynamics_fields, context.field_map, context.metadata.options(pair.entity)
         )

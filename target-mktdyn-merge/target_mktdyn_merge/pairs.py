@@ -75,10 +75,8 @@ def pairs_by_dynamics(connection: sa.Connection, keys: Iterable[tuple[str, str]]
     return found
 
 
-def save_pair(connection: sa.Connection, pair: Pair, run_id: str) -> None:
-    """Insert or update a pair (a moved pair keeps its row; its Dynamics side changes)."""
-    table = tables.pairs
-    values = {
+def _pair_values(pair: Pair) -> dict[str, Any]:
+    return {
         "marketo_id": pair.marketo_id,
         "entity": pair.entity,
         "dynamics_id": pair.dynamics_id,
@@ -87,13 +85,39 @@ def save_pair(connection: sa.Connection, pair: Pair, run_id: str) -> None:
         "baseline": dumps({k: v.to_dict() for k, v in pair.baseline.items()}),
         "guard": dumps({k: v.to_dict() for k, v in pair.guards.items()}),
     }
-    if pair.pair_id is None:
-        result = connection.execute(sa.insert(table).values(linked_at=now_iso(), linked_run=run_id, **values))
-        key = result.inserted_primary_key
-        assert key is not None
-        pair.pair_id = int(key[0])
-    else:
-        connection.execute(sa.update(table).where(table.c.pair_id == pair.pair_id).values(**values))
+
+
+def save_pair(connection: sa.Connection, pair: Pair, run_id: str) -> None:
+    """Insert or update a pair (a moved pair keeps its row; its Dynamics side changes)."""
+    save_pairs(connection, [pair], run_id)
+
+
+def save_pairs(connection: sa.Connection, pairs: Iterable[Pair], run_id: str) -> None:
+    """Insert or update many pairs in two statements (an initial sync links tens of thousands).
+
+    Updates go first, so a pair that moved frees its old Dynamics row before a new pair may take it. New
+    pairs get their ids back in the order they were given (``sort_by_parameter_order``).
+    """
+    table = tables.pairs
+    pairs = list(pairs)
+    known = [p for p in pairs if p.pair_id is not None]
+    new = [p for p in pairs if p.pair_id is None]
+    if known:
+        columns = list(_pair_values(known[0]))
+        connection.execute(
+            sa.update(table)
+            .where(table.c.pair_id == sa.bindparam("b_pair_id"))
+            .values({c: sa.bindparam(f"b_{c}") for c in columns}),
+            [{"b_pair_id": p.pair_id, **{f"b_{k}": v for k, v in _pair_values(p).items()}} for p in known],
+        )
+    if new:
+        linked_at = now_iso()
+        rows = [{"linked_at": linked_at, "linked_run": run_id, **_pair_values(p)} for p in new]
+        inserted = connection.execute(
+            sa.insert(table).returning(table.c.pair_id, sort_by_parameter_order=True), rows
+        ).all()
+        for pair, row in zip(new, inserted, strict=True):
+            pair.pair_id = int(row.pair_id)
 
 
 def delete_pair(connection: sa.Connection, pair: Pair) -> None:

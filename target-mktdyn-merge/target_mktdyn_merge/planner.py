@@ -36,7 +36,7 @@ from target_mktdyn_merge.merge import confirm_baseline
 from target_mktdyn_merge.metadata import SyncMetadata
 from target_mktdyn_merge.outbox import PlannedWrite, plan_writes, supersede
 from target_mktdyn_merge.pair_merge import MergeContext, decision_activities, merge, merge_writes
-from target_mktdyn_merge.pairs import Pair, delete_pair, pairs_by_dynamics, pairs_by_person, save_pair
+from target_mktdyn_merge.pairs import Pair, delete_pair, pairs_by_dynamics, pairs_by_person, save_pairs
 from target_mktdyn_merge.policies import (
     SubjectTemplateError,
     SyncPolicy,
@@ -292,8 +292,7 @@ class Planner:
             if not settings.dry_run:
                 supersede(connection, batch.writes)
             plan_writes(connection, settings.run_id, batch.writes, "dry_run" if settings.dry_run else "planned")
-            for pair in batch.pairs_to_save.values():
-                save_pair(connection, pair, settings.run_id)
+            save_pairs(connection, batch.pairs_to_save.values(), settings.run_id)
             if settings.dry_run:
                 return
             for pair in batch.pairs_to_delete:

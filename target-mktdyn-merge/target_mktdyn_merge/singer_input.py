@@ -26,6 +26,7 @@ from singer_sdk.io_base import SingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
+from target_mktdyn_merge.record_types import RecordTypeCheck
 from target_mktdyn_merge.streams import STREAMS, UnknownStreamError
 
 #: What the SDK (or a sink) raises on input it cannot use; anything else is not the input's fault.
@@ -54,14 +55,18 @@ class QuietRecordValidator:
     """The SDK's record validator, raising :class:`RecordSchemaError` (which names the field).
 
     The SDK logs its own ``InvalidRecord`` with a full traceback before re-raising it; raising our own
-    error skips that, so the user reads one sentence instead of a stack.
+    error skips that, so the user reads one sentence instead of a stack. A record the compiled type check
+    proves valid skips ``jsonschema`` (see :mod:`target_mktdyn_merge.record_types`).
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, schema: dict[str, Any]) -> None:
         self.inner = inner
+        self.types = RecordTypeCheck(schema)
 
     def validate(self, record: dict[str, Any]) -> None:
         """Validate as the SDK does; name the field on failure."""
+        if self.types.certainly_valid(record):
+            return
         try:
             self.inner.validate(record)
         except InvalidRecord as exc:

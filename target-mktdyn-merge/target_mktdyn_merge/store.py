@@ -28,6 +28,14 @@ from target_mktdyn_merge.streams import STREAMS, StreamSpec
 from target_mktdyn_merge.values import dumps, now_iso, timestamp_text
 
 _CHUNK = 500
+#: Longest key the store keeps (its key columns are VARCHAR(64)). Marketo ids are integers and Dataverse ids
+#: GUIDs (36 characters): a longer "key" is malformed input, refused on every backend (PostgreSQL would fail
+#: the whole batch with a store error where SQLite silently accepted it).
+KEY_LENGTH: int = getattr(tables.staged.c.record_id.type, "length", None) or 64
+#: Longest email the store keys for matching. No real address is longer (RFC 5321 allows 254 characters;
+#: Marketo keeps 255, Dynamics 100), and PostgreSQL refuses a btree index entry beyond about 2.7 KB: a hostile
+#: 10 KB "email" is staged as it came, without a matching key (it can match nothing anyway).
+MATCHABLE_EMAIL_LENGTH = 320
 #: PostgreSQL advisory lock key that serializes schema migrations (the write lock has its own, in lock.py).
 MIGRATION_LOCK_KEY = 0x6D6B7464796E0001
 
@@ -48,11 +56,11 @@ def default_store_url() -> str:
 
 
 def normalize_email(value: Any) -> str | None:
-    """The matching form of an email: trimmed and case-folded; None when blank."""
+    """The matching form of an email: trimmed and case-folded; None when blank or too long to be an email."""
     if value is None:
         return None
     text = str(value).strip().casefold()
-    return text or None
+    return text if text and len(text) <= MATCHABLE_EMAIL_LENGTH else None
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,7 @@ class Store:
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._counter_lock = threading.Lock()
+        self._batch = threading.local()  # the connection of this thread's open ``batched`` block, if any
 
     # -- lifecycle ------------------------------------------------------------------------------
     def migrate(self) -> int:
@@ -157,12 +166,35 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
-        """One transaction; store errors surface as StoreError."""
+        """One transaction; store errors surface as StoreError. Inside :meth:`batched` (same thread): that one."""
+        joined = getattr(self._batch, "connection", None)
+        if joined is not None:
+            yield joined
+            return
         try:
             with self.engine.begin() as connection:
                 yield connection
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"store error ({self.safe_url}): {exc.__class__.__name__}: {exc}") from exc
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Make every :meth:`transaction` of this thread inside the block one transaction.
+
+        The write-back records the outcome of each record of an API call (its outbox entry, pair, baseline,
+        activity); one commit per record was a third of an initial sync. A call's outcomes are committed
+        together instead. Nothing is lost by it: if the block fails or the process dies, every entry of the
+        call is still ``sent`` (in doubt), which the next run resolves as it resolves any lost answer.
+        """
+        if getattr(self._batch, "connection", None) is not None:
+            yield
+            return
+        with self.transaction() as connection:
+            self._batch.connection = connection
+            try:
+                yield
+            finally:
+                self._batch.connection = None
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -410,11 +442,34 @@ def _split_record(spec: StreamSpec, record: Mapping[str, Any]) -> tuple[str, str
             f"{dumps(known)[:300]}"
         )
     record_id = str(record[spec.key])
-    deleted_at = timestamp_text(record.get("_sdc_deleted_at")) or None
-    source_ts = deleted_at or timestamp_text(record.get(spec.replication_key))
+    if len(record_id) > KEY_LENGTH:
+        raise ValueError(
+            f"stream {spec.name!r}, field {spec.key!r}: a key of {len(record_id)} characters "
+            f"({record_id[:40]!r}...); keys of either system have at most {KEY_LENGTH}"
+        )
+    deleted_at = _timestamp(spec, record_id, "_sdc_deleted_at", record.get("_sdc_deleted_at")) or None
+    source_ts = deleted_at or _timestamp(spec, record_id, spec.replication_key, record.get(spec.replication_key))
     fields = {k: v for k, v in record.items() if not k.startswith("_sdc_")}
     # Round-trip through JSON so datetimes, dates and decimals are stored as their text forms.
     return record_id, source_ts, json.loads(dumps(fields)), deleted_at
+
+
+def _timestamp(spec: StreamSpec, record_id: str, field: str, value: Any) -> str:
+    """A source timestamp as sortable UTC text ('' when absent); anything else is refused.
+
+    The SDK parses a value its SCHEMA declares ``date-time``; a tap that declares a plain string could send any
+    text, which would order records wrongly (newest wins by this text) and overflow the store's column.
+    """
+    text = timestamp_text(value)
+    if text:
+        try:
+            datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"stream {spec.name!r}, record {spec.key}={record_id}, field {field!r}: {text[:40]!r} is not a "
+                "date-time (ISO 8601)"
+            ) from None
+    return text
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
-from mktdyn_common.errors import MktdynError
-from mktdyn_common.redact import protect_secrets, redact
+from mktdyn_common.cli import plugin_main
+from mktdyn_common.redact import protect_secrets
 from singer_sdk import Sink, Target
 
 from target_mktdyn_merge.lock import StoreLockedError, write_lock
@@ -35,22 +34,6 @@ class TargetMktdynMerge(Target):
         )
         self._store: Store | None = None
         self._run_id: str | None = None
-
-    @classmethod
-    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> Any:
-        """Parse ``--config``; a file that is missing or not JSON is named in one line, not a traceback."""
-        try:
-            return super().cb_config(ctx, param, value)
-        except (ValueError, OSError) as exc:
-            raise click.BadParameter(f"cannot read {', '.join(value)}: {exc.__class__.__name__}: {exc}") from exc
-
-    @classmethod
-    def invoke(cls, *args: Any, **kwargs: Any) -> None:
-        """Run the target; a store, configuration or API error ends it with one line (DESIGN §9.5)."""
-        try:
-            super().invoke(*args, **kwargs)
-        except MktdynError as exc:
-            raise SystemExit(f"target-mktdyn-merge: {redact(str(exc))}") from exc
 
     @property
     def store(self) -> Store:
@@ -120,5 +103,9 @@ class TargetMktdynMerge(Target):
             raise SystemExit(f"target-mktdyn-merge: {exc}") from exc
 
 
+#: The console script (``[project.scripts]``): the SDK command line; a store, configuration or API error ends the
+#: run with one line naming the setting or the API's code (DESIGN §9.5), never a traceback.
+main = plugin_main(TargetMktdynMerge)
+
 if __name__ == "__main__":
-    TargetMktdynMerge.cli()
+    main()

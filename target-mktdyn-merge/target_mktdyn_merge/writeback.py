@@ -6,6 +6,8 @@ this run's plans, writes a crashed run left in doubt, and rejected writes whose 
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter
 
 from tap_dynamics_leads.client import DataverseClient
@@ -19,6 +21,8 @@ from target_mktdyn_merge.write_context import WriteContext
 
 PAGE = 2000
 
+logger = logging.getLogger(__name__)
+
 
 def write_back(
     context: WriteContext, marketo: MarketoClient, dynamics: DataverseClient, dynamics_batch_size: int
@@ -28,11 +32,28 @@ def write_back(
     marketo_writer = MarketoWriter(marketo, context)
     started = now_iso()
     after = 0
+    sent = Counter[str]()
+    clock = time.monotonic()
     while True:
         with context.store.transaction() as connection:
             page = due_entries(connection, started, after, PAGE)
         if not page:
+            logger.info(
+                "write-back done in %.1f s: %d Dynamics and %d Marketo write(s) due",
+                time.monotonic() - clock,
+                sent["dynamics"],
+                sent["marketo"],
+            )
             return context.outcomes.counts
-        dynamics_writer.write([e for e in page if e.system == "dynamics" and e.action != "activity"])
-        marketo_writer.write([e for e in page if e.system == "marketo" and e.action != "activity"])
+        to_dynamics = [e for e in page if e.system == "dynamics" and e.action != "activity"]
+        to_marketo = [e for e in page if e.system == "marketo" and e.action != "activity"]
+        dynamics_writer.write(to_dynamics)
+        marketo_writer.write(to_marketo)
+        sent.update({"dynamics": len(to_dynamics), "marketo": len(to_marketo)})
         after = page[-1].op_id
+        logger.info(
+            "write-back: %d Dynamics and %d Marketo write(s) handled so far (%.1f s)",
+            sent["dynamics"],
+            sent["marketo"],
+            time.monotonic() - clock,
+        )

@@ -35,18 +35,34 @@ def test_request_window_gives_429_with_retry_after(limited: Api) -> None:
     assert limited.get("leads", params={"$top": "1"}).status_code == 200
 
 
-def test_batch_operations_count_toward_the_window(limited: Api) -> None:
-    SandboxAdmin(limited.info).dynamics.config(requests_per_window=3, window_seconds=300)
+def _batch_of_reads(api: Api, count: int) -> str:
     boundary = f"batch_{uuid.uuid4()}"
-    parts = [http_part("GET", "leads?$top=1")] * 4
-    response = limited.post(
+    response = api.post(
         "$batch",
-        data=batch_body(boundary, parts).encode(),
+        data=batch_body(boundary, [http_part("GET", "leads?$top=1")] * count).encode(),
         headers={"Content-Type": f"multipart/mixed; boundary={boundary}", "Prefer": "odata.continue-on-error"},
     )
     assert response.status_code == 200
-    assert response.text.count("HTTP/1.1 200") == 3
-    assert response.text.count("HTTP/1.1 429") == 1
+    return response.text
+
+
+def test_a_batch_is_one_request_to_the_window_by_default(limited: Api) -> None:
+    """Reference §6: the operations count toward entitlement (``batch_operations``), the batch toward the window."""
+    admin = SandboxAdmin(limited.info)
+    admin.dynamics.config(requests_per_window=2, window_seconds=300)
+    before = admin.dynamics.stats().get("batch_operations", 0)
+    text = _batch_of_reads(limited, 5)
+    assert text.count("HTTP/1.1 200") == 5
+    assert admin.dynamics.stats()["batch_operations"] - before == 5
+    assert limited.get("leads", params={"$top": "1"}).status_code == 200  # the window's second slot
+    assert limited.get("leads", params={"$top": "1"}).status_code == 429
+
+
+def test_batch_operations_count_toward_the_window_in_the_strict_model(limited: Api) -> None:
+    SandboxAdmin(limited.info).dynamics.config(requests_per_window=3, window_seconds=300, batch_operations_count=True)
+    text = _batch_of_reads(limited, 4)
+    assert text.count("HTTP/1.1 200") == 3
+    assert text.count("HTTP/1.1 429") == 1
 
 
 def test_concurrency_limit_refuses_at_once(limited: Api) -> None:

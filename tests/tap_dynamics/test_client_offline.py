@@ -128,6 +128,20 @@ def test_find_by_email_sends_an_escaped_literal(server: ScriptedServer, tokens: 
     assert query_of(server.seen[0].path)["$filter"] == "emailaddress1 eq 'o''brien'' or 1 eq 1@example.com'"
 
 
+def test_find_by_emails_asks_for_50_emails_per_request_each_an_escaped_literal(
+    server: ScriptedServer, tokens: FixedTokens
+) -> None:
+    client = make_client(server, tokens)
+    server.script(Reply(body={"value": [{"leadid": "1"}]}), Reply(body={"value": [{"leadid": "2"}]}))
+    emails = ["o'brien' or 1 eq 1@example.com", *(f"p{i}@example.com" for i in range(50))]
+    assert [row["leadid"] for row in client.find_by_emails("leads", emails, ["leadid"])] == ["1", "2"]
+    filters = [query_of(seen.path)["$filter"] for seen in server.seen]
+    assert filters[0].startswith(
+        "Microsoft.Dynamics.CRM.In(PropertyName='emailaddress1',PropertyValues=['o''brien'' or 1 eq 1@example.com',"
+    )
+    assert filters[1] == "Microsoft.Dynamics.CRM.In(PropertyName='emailaddress1',PropertyValues=['p49@example.com'])"
+
+
 def test_next_link_on_another_host_is_moved_onto_base_url(server: ScriptedServer, tokens: FixedTokens) -> None:
     client = make_client(server, tokens)
     server.script(

@@ -96,6 +96,14 @@ def test_email_with_quotes_and_odata_syntax_is_one_literal(client: DataverseClie
     client.delete("contacts", created["contactid"])
 
 
+def test_find_by_emails_matches_any_of_them_whatever_their_case(client: DataverseClient) -> None:
+    email = f"Many.Emails+{client.connection.auth_flow}@Example.com"
+    created = client.create("contacts", {"lastname": "Many", "emailaddress1": email}, select=["contactid"])
+    found = list(client.find_by_emails("contacts", ["nobody@example.com", email.lower()], ["contactid"]))
+    assert [row["contactid"] for row in found] == [created["contactid"]]
+    client.delete("contacts", created["contactid"])
+
+
 def test_metadata_is_typed(client: DataverseClient) -> None:
     lead = client.entity_definition("lead")
     assert (lead.entity_set_name, lead.primary_id) == ("leads", "leadid")

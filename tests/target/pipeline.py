@@ -137,7 +137,9 @@ class Pipeline:
         """Run a tap like :meth:`extract`, but tolerate its failure; SIGKILL it after N records if asked.
 
         What the tap printed before it died is kept (Meltano pipes it to the target whatever happens); a last
-        line cut in half by the kill is dropped, as a line-reading target never sees it whole.
+        line cut in half by the kill is dropped, as a line-reading target never sees it whole. A killed tap's
+        output ends at its n-th record (what it had flushed beyond that is dropped, as if still in its buffer),
+        so the target sees exactly the same records however the pipe was timed.
         """
         args = [str(BIN / tap), "--config", str(self._write(tap, self.configs[tap]))]
         if tap in self.states:
@@ -155,6 +157,7 @@ class Pipeline:
                     records += 1
                     if records == kill_after_records:
                         process.kill()
+                        break
             returncode = process.wait(timeout=300)
             errors.seek(0)
             stderr = errors.read()
@@ -167,12 +170,15 @@ class Pipeline:
         stage_env: dict[str, str] | None = None,
         merge_env: dict[str, str] | None = None,
         kill_tap: tuple[str, int] | None = None,
+        carry_on: bool = False,
     ) -> JobResult:
         """One run of the job as Meltano runs it, where any step may fail: the job stops at the first failure.
 
         Every STATE line a target printed is kept even when the job fails (Meltano stores state as it arrives),
         so a STATE that ran ahead of what the store committed would show as lost records in the next run.
-        ``kill_tap`` is ``(tap, n)``: SIGKILL that tap after its n-th record.
+        ``kill_tap`` is ``(tap, n)``: SIGKILL that tap after its n-th record. ``carry_on`` runs the merging
+        block even when the staging block failed, as ``meltano run tap-dynamics-leads target-mktdyn-merge``
+        run on its own would: the merge then sees only what the failed block staged.
         """
         result = JobResult()
         blocks = (("tap-marketo-leads", "target-stage", stage_env), ("tap-dynamics-leads", "target-merge", merge_env))
@@ -183,7 +189,7 @@ class Pipeline:
                 before_merge()
             loaded = self.load(target, singer, tap, env=env)
             result.steps += [extracted, Step(target, loaded.returncode, loaded.stderr)]
-            if result.failed is not None:
+            if result.failed is not None and not carry_on:
                 return result
         return result
 

@@ -246,7 +246,8 @@ def test_throttled_dynamics_writes_are_retried_not_counted_as_failures(tmp_path:
     """Dataverse service protection (429 inside a `$batch`) means "later", never a failed record."""
     world = World(tmp_path, {"dynamics_batch_size": 10}, persons=60, dynamics_only=2, limits=True)
     try:
-        world.admin.dynamics.config(requests_per_window=45, window_seconds=3)
+        # The strict model (each `$batch` operation takes a slot) is the one that throttles inside a batch.
+        world.admin.dynamics.config(requests_per_window=45, window_seconds=3, batch_operations_count=True)
         emails = [f"throttle{i}@person.example" for i in range(25)]
         world.marketo.sync_leads(
             "createOnly",

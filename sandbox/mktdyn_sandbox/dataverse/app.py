@@ -52,6 +52,7 @@ class DataverseApp(SandboxApp):
         return {
             "token_ttl": 3599,
             "requests_per_window": 6000,
+            "batch_operations_count": False,
             "window_seconds": 300,
             "concurrency_limit": 52,
             "change_tracking": {"lead": True, "contact": True},
@@ -118,8 +119,8 @@ class DataverseApp(SandboxApp):
         try:
             if self.context.limits:
                 self.protection.check_concurrency(in_flight, int(self.settings["concurrency_limit"]))
-                if not route.name.endswith("$batch"):  # each operation inside a batch counts instead
-                    self.count_operation(principal)
+                if not (route.name.endswith("$batch") and self.settings["batch_operations_count"]):
+                    self.count_operation(principal)  # (in the strict model the batch's operations count instead)
             if fault_code is not None:
                 return self._fault(request, fault_code)
         except errors.DataverseError as exc:
@@ -219,7 +220,8 @@ class DataverseApp(SandboxApp):
         principal = self._principal(request)
         if isinstance(principal, Response):
             return principal
-        self.count_operation(principal)
+        if self.settings["batch_operations_count"]:
+            self.count_operation(principal)
         self.stats.count_event("batch_operations")
         # Each operation of a $batch is its own request to Dataverse: a concurrent edit can beat any one
         # of them, so an injected 412 applies per operation (the other codes apply to the whole $batch).

@@ -1,8 +1,14 @@
 """Service protection limits (reference §6): requests per user per sliding window, and concurrency.
 
 The window is measured on the sandbox clock, so a test can exhaust it with a small
-``requests_per_window`` and then advance the clock instead of sleeping. Every operation inside a
-``$batch`` counts, as Dataverse counts them.
+``requests_per_window`` and then advance the clock instead of sleeping.
+
+A ``$batch`` is one request to the number-of-requests limit: the reference (§5.5, §6) has each of its
+operations count toward the daily entitlement (the ``batch_operations`` counter in ``/_sandbox/stats``)
+while service protection sees the batch. Microsoft's pages do not settle it beyond that, so the stricter
+reading stays one setting away: ``batch_operations_count: true`` makes every operation take a slot of the
+window (and a full window refuse the operation inside the batch), which is how a test proves the client
+survives either model.
 """
 
 from __future__ import annotations

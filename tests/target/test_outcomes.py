@@ -1,0 +1,62 @@
+"""What a confirmed create leaves in the store: the pair, and a baseline only of values we really wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from target_mktdyn_merge.fieldmap import DEFAULT_FIELD_MAP
+from target_mktdyn_merge.metadata import SyncMetadata
+from target_mktdyn_merge.outbox import PlannedWrite, due_entries, plan_writes
+from target_mktdyn_merge.outcomes import Outcomes
+from target_mktdyn_merge.pair_merge import MergeContext
+from target_mktdyn_merge.pairs import Pair, pairs_by_person
+from target_mktdyn_merge.store import Store
+
+CONTACT = {
+    "contactid": "c-1",
+    "modifiedon": "2024-05-01T00:00:00Z",
+    "emailaddress1": "ada@example.org",
+    "firstname": "Ada",
+    "jobtitle": "CFO",
+}
+
+
+def confirm_person_create(tmp_path: Path, *, linked_existing: bool) -> Pair:
+    """Plan a Marketo create for a staged contact, confirm it as person 7, return the pair it leaves."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        store.migrate()
+        run_id = store.start_run("merge")
+        store.stage("dynamics_contacts", [CONTACT], run_id)
+        payload = {"email": "ada@example.org", "firstName": "Ada", "title": "CFO"}
+        write = PlannedWrite(
+            "marketo", "create", payload, entity="contact", context={"dynamics_id": "c-1", "entity": "contact"}
+        )
+        with store.transaction() as connection:
+            plan_writes(connection, run_id, [write])
+            (entry,) = due_entries(connection, "9999")
+        metadata = SyncMetadata(marketo_fields={}, dynamics_attributes={"lead": {}, "contact": {}})
+        outcomes = Outcomes(store, run_id, MergeContext(metadata, DEFAULT_FIELD_MAP, 1))
+        outcomes.confirmed(entry, payload, created_id="7", linked_existing=linked_existing)
+        with store.transaction() as connection:
+            return pairs_by_person(connection, ["7"])["7"]
+    finally:
+        store.close()
+
+
+def test_a_person_we_created_is_paired_with_a_baseline_of_what_was_written(tmp_path: Path) -> None:
+    pair = confirm_person_create(tmp_path, linked_existing=False)
+    assert (pair.entity, pair.dynamics_id, pair.first_merge_done) == ("contact", "c-1", True)
+    assert pair.baseline["title"].marketo == pair.baseline["title"].dynamics == "CFO"
+
+
+def test_a_person_that_already_existed_is_paired_with_no_baseline_so_its_first_merge_decides(tmp_path: Path) -> None:
+    """Marketo refused the create (1005, the email is taken): the person holds its own values, not our payload.
+
+    Claiming the payload as its baseline made each of its values look like a Marketo edit, which then overwrote
+    the contact (Dynamics' authority) when the merge had run over an interrupted export.
+    """
+    pair = confirm_person_create(tmp_path, linked_existing=True)
+    assert (pair.entity, pair.dynamics_id) == ("contact", "c-1")
+    assert pair.baseline == {}
+    assert pair.first_merge_done is False
