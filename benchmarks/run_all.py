@@ -294,7 +294,8 @@ def calls_cell(calls: ApiCalls | None, system: str) -> str:
 
 
 def rss_cell(peaks: dict[str, float]) -> str:
-    interesting = {k: v for k, v in peaks.items() if not k.startswith(("bash", "sh"))}
+    # Shells, and processes that exited before the sampler read them (0 MiB), say nothing.
+    interesting = {k: v for k, v in peaks.items() if not k.startswith(("bash", "sh")) and v >= 1}
     return ", ".join(f"{name} {mib:.0f}" for name, mib in sorted(interesting.items(), key=lambda kv: -kv[1]))
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +41,10 @@ class FieldChange:
     field: str
     old: Any
     new: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON-ready data (``dataclasses.asdict`` deep-copies every value: 10% of a large merge's time)."""
+        return {"field": self.field, "old": self.old, "new": self.new}
 
 
 @dataclass
@@ -77,7 +82,7 @@ def record_activities(
             "dynamics_id": a.dynamics_id,
             "direction": a.direction,
             "action": a.action,
-            "fields": dumps([asdict(c) for c in a.fields]),
+            "fields": dumps([c.to_dict() for c in a.fields]),
             "winner": a.winner,
             "rule": a.rule,
             "error_code": a.error_code,
@@ -137,8 +142,24 @@ def action_counts(store: Store, run_id: str) -> dict[tuple[str, str], int]:
 
 
 def activity_to_dict(activity: Activity) -> dict[str, Any]:
-    """An activity as JSON-ready data (kept in an outbox entry until its write is confirmed)."""
-    return asdict(activity)
+    """An activity as JSON-ready data (kept in an outbox entry until its write is confirmed).
+
+    A copy, as ``asdict`` made, without its deep copy of every field value (values are JSON scalars; only
+    ``details`` may hold containers).
+    """
+    return {
+        "action": activity.action,
+        "person_id": activity.person_id,
+        "entity": activity.entity,
+        "dynamics_id": activity.dynamics_id,
+        "direction": activity.direction,
+        "fields": [change.to_dict() for change in activity.fields],
+        "winner": activity.winner,
+        "rule": activity.rule,
+        "error_code": activity.error_code,
+        "error_message": activity.error_message,
+        "details": copy.deepcopy(activity.details),
+    }
 
 
 def activity_from_dict(data: dict[str, Any]) -> Activity:

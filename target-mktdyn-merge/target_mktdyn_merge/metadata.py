@@ -43,6 +43,7 @@ class SyncMetadata:
     dynamics_attributes: Mapping[str, Mapping[str, AttributeMetadata]]  # entity -> column -> metadata
     marketo_types: Mapping[str, str] = field(init=False)
     dynamics_types: Mapping[str, Mapping[str, str]] = field(init=False)
+    _options: dict[str, Mapping[str, OptionSet]] = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "marketo_types", {n: f.data_type for n, f in self.marketo_fields.items()})
@@ -73,13 +74,17 @@ class SyncMetadata:
         """Columns a create may not set (IsValidForCreate false)."""
         return frozenset(c for c, a in self.dynamics_attributes[entity].items() if not a.valid_for_create)
 
-    def options(self, entity: str) -> dict[str, OptionSet]:
-        """Option sets of the entity's choice columns, by column."""
-        return {
-            column: OptionSet({o.value: o.label for o in attribute.options})
-            for column, attribute in self.dynamics_attributes[entity].items()
-            if attribute.attribute_type in OPTION_TYPES or attribute.options
-        }
+    def options(self, entity: str) -> Mapping[str, OptionSet]:
+        """Option sets of the entity's choice columns, by column (built once per entity: read-only)."""
+        cached = self._options.get(entity)
+        if cached is None:
+            cached = {
+                column: OptionSet({o.value: o.label for o in attribute.options})
+                for column, attribute in self.dynamics_attributes[entity].items()
+                if attribute.attribute_type in OPTION_TYPES or attribute.options
+            }
+            self._options[entity] = cached
+        return cached
 
     @classmethod
     def from_raw(
