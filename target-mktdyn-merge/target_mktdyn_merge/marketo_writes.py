@@ -9,7 +9,7 @@ was lost, or that Marketo refuses because the email exists (1005), is resolved b
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from mktdyn_common.errors import TransientError
@@ -131,19 +131,43 @@ class MarketoWriter:
         with self.context.store.transaction() as connection:
             mark(connection, [e.op_id for e in entries], "sent")  # from here on, a crash leaves them in doubt
 
-    def _send_updates(self, entries: list[OutboxEntry]) -> None:
+    def _calls(
+        self,
+        entries: list[OutboxEntry],
+        what: str,
+        call: Callable[[list[OutboxEntry]], list[RecordOutcome]],
+        crash_at: str | None = None,
+        then: str = "resent",
+    ) -> Iterator[tuple[list[OutboxEntry], list[RecordOutcome]]]:
+        """Send ``entries`` 300 per call, each chunk marked sent first; yield each chunk with its outcomes.
+
+        A call that did not complete leaves its chunk in doubt and stops the rest: the next run resolves them.
+        """
         for start in range(0, len(entries), BATCH):
             chunk = entries[start : start + BATCH]
             self._sent(chunk)
             try:
-                results = self.client.sync_leads("updateOnly", [e.payload for e in chunk], "id")
-                crash_point("marketo-after-update")
+                results = call(chunk)
+                if crash_at is not None:
+                    crash_point(crash_at)
             except TransientError as exc:
-                logger.warning("Marketo update of %d person(s) did not complete (%s); resent next run", len(chunk), exc)
+                logger.warning(
+                    "Marketo %s of %d person(s) did not complete (%s); %s next run", what, len(chunk), exc, then
+                )
                 return
-            with self.context.outcomes.batch():
-                for entry, outcome in zip(chunk, results, strict=True):
-                    self._record(entry, outcome)
+            yield chunk, results
+
+    def _record_all(self, chunk: list[OutboxEntry], results: list[RecordOutcome]) -> None:
+        with self.context.outcomes.batch():
+            for entry, outcome in zip(chunk, results, strict=True):
+                self._record(entry, outcome)
+
+    def _send_updates(self, entries: list[OutboxEntry]) -> None:
+        def update(chunk: list[OutboxEntry]) -> list[RecordOutcome]:
+            return self.client.sync_leads("updateOnly", [e.payload for e in chunk], "id")
+
+        for chunk, results in self._calls(entries, "update", update, "marketo-after-update"):
+            self._record_all(chunk, results)
 
     def _record(self, entry: OutboxEntry, outcome: RecordOutcome, created_id: str | None = None) -> None:
         outcomes = self.context.outcomes
@@ -178,17 +202,10 @@ class MarketoWriter:
         return True
 
     def _send_creates(self, entries: list[OutboxEntry]) -> None:
-        for start in range(0, len(entries), BATCH):
-            chunk = entries[start : start + BATCH]
-            self._sent(chunk)
-            try:
-                results = self.client.sync_leads("createOnly", [e.payload for e in chunk], "email")
-                crash_point("marketo-after-create")
-            except TransientError as exc:
-                logger.warning(
-                    "Marketo create of %d person(s) did not complete (%s); resolved next run", len(chunk), exc
-                )
-                return
+        def create(chunk: list[OutboxEntry]) -> list[RecordOutcome]:
+            return self.client.sync_leads("createOnly", [e.payload for e in chunk], "email")
+
+        for chunk, results in self._calls(entries, "create", create, "marketo-after-create", "resolved"):
             taken = []  # the email is someone's already: looked up (an API call) outside the transaction
             with self.context.outcomes.batch():
                 for entry, outcome in zip(chunk, results, strict=True):
@@ -203,14 +220,8 @@ class MarketoWriter:
                     self._record(entry, outcome)
 
     def _send_deletes(self, entries: list[OutboxEntry]) -> None:
-        for start in range(0, len(entries), BATCH):
-            chunk = entries[start : start + BATCH]
-            self._sent(chunk)
-            try:
-                results = self.client.delete_leads([int(str(e.target_id)) for e in chunk])
-            except TransientError as exc:
-                logger.warning("Marketo delete of %d person(s) did not complete (%s); resent next run", len(chunk), exc)
-                return
-            with self.context.outcomes.batch():
-                for entry, outcome in zip(chunk, results, strict=True):
-                    self._record(entry, outcome)
+        def delete(chunk: list[OutboxEntry]) -> list[RecordOutcome]:
+            return self.client.delete_leads([int(str(e.target_id)) for e in chunk])
+
+        for chunk, results in self._calls(entries, "delete", delete):
+            self._record_all(chunk, results)
