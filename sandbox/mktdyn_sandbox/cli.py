@@ -104,7 +104,7 @@ def _env(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         print(f"mktdyn-sandbox env: no {SANDBOX_JSON} in {args.dir} (is the sandbox running?)", file=sys.stderr)
         return 1
-    for key, variable in ENV_VARIABLES.items():
+    for variable, key in ENV_VARIABLES.items():
         print(f"export {variable}={shlex.quote(str(info[key]))}")
     return 0
 

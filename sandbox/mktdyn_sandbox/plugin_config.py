@@ -12,19 +12,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-#: sandbox.json key -> the environment variable meltano.yml reads (what `mktdyn-sandbox env` prints).
+#: The environment variable meltano.yml reads -> its sandbox.json key (what `mktdyn-sandbox env` prints).
+#: The sandbox's one CA is exported under both connections' names, the ones meltano.yml maps onto ``ca_bundle``.
 ENV_VARIABLES = {
-    "marketo_url": "MKTDYN_MARKETO_BASE_URL",
-    "marketo_client_id": "MKTDYN_MARKETO_CLIENT_ID",
-    "marketo_client_secret": "MKTDYN_MARKETO_CLIENT_SECRET",
-    "dynamics_url": "MKTDYN_DYNAMICS_BASE_URL",
-    "dynamics_authority": "MKTDYN_DYNAMICS_AUTHORITY_HOST",
-    "dynamics_tenant_id": "MKTDYN_DYNAMICS_TENANT_ID",
-    "dynamics_client_id": "MKTDYN_DYNAMICS_CLIENT_ID",
-    "dynamics_client_secret": "MKTDYN_DYNAMICS_CLIENT_SECRET",
-    "dynamics_username": "MKTDYN_DYNAMICS_USERNAME",
-    "dynamics_password": "MKTDYN_DYNAMICS_PASSWORD",
-    "ca_bundle": "MKTDYN_CA_BUNDLE",
+    "MKTDYN_MARKETO_BASE_URL": "marketo_url",
+    "MKTDYN_MARKETO_CLIENT_ID": "marketo_client_id",
+    "MKTDYN_MARKETO_CLIENT_SECRET": "marketo_client_secret",
+    "MKTDYN_MARKETO_CA_BUNDLE": "ca_bundle",
+    "MKTDYN_DYNAMICS_BASE_URL": "dynamics_url",
+    "MKTDYN_DYNAMICS_AUTHORITY_HOST": "dynamics_authority",
+    "MKTDYN_DYNAMICS_TENANT_ID": "dynamics_tenant_id",
+    "MKTDYN_DYNAMICS_CLIENT_ID": "dynamics_client_id",
+    "MKTDYN_DYNAMICS_CLIENT_SECRET": "dynamics_client_secret",
+    "MKTDYN_DYNAMICS_USERNAME": "dynamics_username",
+    "MKTDYN_DYNAMICS_PASSWORD": "dynamics_password",
+    "MKTDYN_DYNAMICS_CA_BUNDLE": "ca_bundle",
 }
 
 
@@ -70,11 +72,9 @@ def meltano_env(info: dict[str, Any], project_dir: Path) -> dict[str, str]:
     ``ca_bundle`` settings.
     """
     env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
-    env.update({variable: str(info[key]) for key, variable in ENV_VARIABLES.items()})
+    env.update({variable: str(info[key]) for variable, key in ENV_VARIABLES.items()})
     env.update(
         {
-            "MKTDYN_MARKETO_CA_BUNDLE": info["ca_bundle"],
-            "MKTDYN_DYNAMICS_CA_BUNDLE": info["ca_bundle"],
             "MKTDYN_START_DATE": start_date(),
             "MKTDYN_STORE_URL": f"sqlite:///{project_dir / 'store.db'}",
             "MELTANO_ENVIRONMENT": "sandbox",

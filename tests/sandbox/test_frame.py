@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import ssl
 import subprocess
@@ -180,7 +181,9 @@ def test_cli_serve_writes_sandbox_json_and_stops_on_sigterm(tmp_path: Path) -> N
             check=True,
         )
         assert f"export MKTDYN_MARKETO_BASE_URL={info['marketo_url']}" in env.stdout
-        assert "MKTDYN_CA_BUNDLE" in env.stdout
+        ca_bundle = shlex.quote(info["ca_bundle"])
+        assert f"export MKTDYN_MARKETO_CA_BUNDLE={ca_bundle}" in env.stdout
+        assert f"export MKTDYN_DYNAMICS_CA_BUNDLE={ca_bundle}" in env.stdout
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
