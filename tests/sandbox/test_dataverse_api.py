@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from mktdyn_sandbox.admin_client import SandboxAdmin
+from mktdyn_sandbox.dataverse import entity_api
 from mktdyn_sandbox.sandbox import Sandbox
 
 from tests.sandbox.test_dataverse_helpers import Api, error_code
@@ -331,3 +332,19 @@ def test_metadata_endpoints(api: Api) -> None:
     assert csdl.headers["Content-Type"].startswith("application/xml")
     assert 'EntitySet Name="leads"' in csdl.text
     assert "Org.OData.Capabilities.V1.ChangeTracking" in csdl.text
+
+
+def test_count_segment_answers_a_plain_text_number_capped_like_dataverse(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = api.get("leads", params={"$select": "leadid,jobtitle"}).json()["value"]
+    response = api.get("leads/$count")
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert response.text == str(len(rows))
+    title = next(row["jobtitle"] for row in rows if row["jobtitle"])
+    titled = sum(1 for row in rows if row["jobtitle"] == title)
+    literal = str(title).replace("'", "''")
+    assert api.get("leads/$count", params={"$filter": f"jobtitle eq '{literal}'"}).text == str(titled)
+    monkeypatch.setattr(entity_api, "COUNT_CAP", 3)  # the cap is 5,000 rows; this sandbox holds fewer
+    assert api.get("leads/$count").text == "3"

@@ -46,6 +46,7 @@ class EntityApi:
         """Add the entity-set routes."""
         add = router.add
         add("GET", rf"{API_PATH}/(?P<entity_set>{SETS})", self.list_rows, "dataverse GET collection", "read")
+        add("GET", rf"{API_PATH}/(?P<entity_set>{SETS})/\$count", self.count_rows, "dataverse GET $count", "read")
         add("POST", rf"{API_PATH}/(?P<entity_set>{SETS})", self.create_row, "dataverse POST collection", "write")
         add(
             "POST",
@@ -173,6 +174,17 @@ class EntityApi:
                 return self._delta(request, entity, select, prefer, deltatoken, state)
             return self._tracked(request, entity, select, prefer, state)
         return self._query(request, entity, select, prefer, state)
+
+    def count_rows(self, request: Request, entity_set: str) -> Response:
+        """``GET leads/$count``: the number of rows (``$filter`` honoured) as plain text, capped at 5,000.
+
+        Dataverse answers the ``$count`` segment with a bare number, not JSON, and never counts past its
+        aggregate limit (reference §2: the same cap as ``$count=true``).
+        """
+        entity = _entity(entity_set)
+        where, params = query.compile_filter(entity, request.param("$filter"))
+        total = self.store.count(entity.logical_name, where, params, COUNT_CAP + 1)
+        return Response.text(str(min(total, COUNT_CAP)))
 
     def _query(
         self, request: Request, entity: Entity, select: list[Any] | None, prefer: Prefer, state: dict[str, Any] | None
