@@ -1,8 +1,9 @@
-"""Bearer tokens from Microsoft Entra through msal: client credentials or password (ROPC).
+"""Bearer tokens from Microsoft Entra through msal: client credentials (secret or certificate) or password (ROPC).
 
 msal is the supported way to talk to Entra, but it needs four things done around it (DESIGN §8):
-an HTTP client that ignores ``REQUESTS_CA_BUNDLE`` and trusts the configured CA, the authority's port
-restored on the user-realm call msal builds from the hostname alone, ``instance_discovery=False`` for
+an HTTP client that ignores ``REQUESTS_CA_BUNDLE``, trusts the configured CA and uses the configured
+proxy, the authority's port restored on the user-realm call msal builds from the hostname alone,
+``instance_discovery=False`` for
 hosts that are not Microsoft's, and one application object per process (msal caches tokens and
 throttles per object), created lazily because its constructor already talks to the network.
 """
@@ -14,14 +15,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import msal
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from mktdyn_common.backoff import Backoff, retry_after_seconds
-from mktdyn_common.errors import AuthenticationError, TransientError
-from mktdyn_common.redact import redact
+from mktdyn_common.errors import AuthenticationError, ConfigurationError, TransientError
+from mktdyn_common.redact import protect_secrets, redact
+from mktdyn_common.transport import ExplicitSession, tls_failure
 
 from tap_dynamics_leads.connection import DataverseConnection
 from tap_dynamics_leads.errors import SYSTEM, authentication_error
@@ -32,6 +37,8 @@ logger = logging.getLogger(__name__)
 _SETTING_BY_AADSTS = {
     "AADSTS7000215": "client_secret",  # invalid client secret
     "AADSTS7000222": "client_secret",  # expired client secret
+    "AADSTS700027": "client_certificate_path",  # client assertion: signature invalid, key not found
+    "AADSTS700024": "client_certificate_path",  # client assertion: not within its valid time range
     "AADSTS700016": "client_id",  # application not found in the tenant
     "AADSTS90002": "tenant_id",  # tenant not found
     "AADSTS900023": "tenant_id",  # malformed tenant
@@ -46,31 +53,24 @@ REFRESH_MARGIN_SECONDS = 120.0
 _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
-class AuthorityHttpClient(requests.Session):
-    """The HTTP client msal uses: explicit CA, no environment, authority port kept, transient retries.
+class AuthorityHttpClient(ExplicitSession):
+    """The HTTP client msal uses: the connection's CA and proxy, authority port kept, transient retries.
 
-    msal builds the user-realm URL as ``https://{hostname}/common/userrealm/...``: for an authority
-    on a non-default port (a sandbox) that request would go to port 443. Requests to the authority's
-    host without a port get the configured port back. msal's own token POST has no retry, so 429/5xx
-    and connection failures are retried here with backoff.
+    It is the same kind of session as the Web API's (:class:`~mktdyn_common.transport.ExplicitSession`), so
+    token requests trust the same CA and go through the same proxy. msal builds the user-realm URL as
+    ``https://{hostname}/common/userrealm/...``: for an authority on a non-default port (a sandbox) that
+    request would go to port 443. Requests to the authority's host without a port get the configured port
+    back. msal's own token POST has no retry, so 429/5xx and connection failures are retried here with
+    backoff; a failed TLS verification is not (it names the CA setting instead).
     """
 
-    def __init__(
-        self,
-        authority_host: str,
-        ca_bundle: str | None,
-        timeout: float,
-        user_agent: str,
-        backoff: Backoff | None = None,
-    ) -> None:
-        super().__init__()
-        self.trust_env = False
-        self.verify = ca_bundle if ca_bundle else True
-        self.headers["User-Agent"] = user_agent
-        parts = urlsplit(authority_host)
+    def __init__(self, connection: DataverseConnection, backoff: Backoff | None = None) -> None:
+        super().__init__(connection.ca_bundle, connection.user_agent, connection.proxy)
+        self._connection = connection
+        parts = urlsplit(connection.authority_host)
         self._host = (parts.hostname or "").lower()
         self._port = parts.port
-        self._timeout = timeout
+        self._timeout = connection.request_timeout
         self._backoff = backoff or Backoff(base=0.5, cap=10.0, attempts=5)
 
     def restore_port(self, url: str) -> str:
@@ -91,6 +91,9 @@ class AuthorityHttpClient(requests.Session):
             attempt += 1
             try:
                 response = super().request(method, target, *args, **kwargs)
+            except requests.exceptions.SSLError as exc:
+                connection = self._connection
+                raise tls_failure(exc, connection.setting("ca_bundle"), connection.ca_bundle, target) from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt > self._backoff.attempts:
                     raise
@@ -103,6 +106,46 @@ class AuthorityHttpClient(requests.Session):
             delay = min(wait, 60.0) if wait is not None else self._backoff.delay(attempt)
             logger.info("authority answered HTTP %d; retry %d in %.1fs", response.status_code, attempt, delay)
             time.sleep(delay)
+
+
+def certificate_credential(connection: DataverseConnection) -> dict[str, str]:
+    """The msal certificate credential from ``client_certificate_path``: the private key and the SHA-1 thumbprint.
+
+    The PEM file holds the private key and the certificate registered on the app (the form Entra's
+    documentation and ``openssl req -x509 -keyout`` produce). The thumbprint is the configured one, or else
+    computed from that certificate, so only the file is required. msal signs the client assertion (RS256,
+    ``x5t`` header) with the key; the key text is registered with the redactor.
+    """
+    path_setting = connection.setting("client_certificate_path")
+    path = Path(connection.client_certificate_path or "")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(path_setting, f"{str(path)!r} cannot be read: {exc.strerror}") from exc
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            path_setting, f"{str(path)!r} holds no unencrypted PEM private key (PEM with the key and the certificate)"
+        ) from exc
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certificates = []
+    thumbprint = connection.client_certificate_thumbprint
+    if thumbprint is None:
+        if not certificates:
+            raise ConfigurationError(
+                path_setting,
+                f"{str(path)!r} holds no certificate: add it to the PEM or set "
+                f"{connection.setting('client_certificate_thumbprint')!r}",
+            )
+        thumbprint = certificates[0].fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - Entra's x5t is SHA-1
+    private_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    protect_secrets([private_key])
+    return {"private_key": private_key, "thumbprint": thumbprint}
 
 
 _APPS: dict[tuple[str, ...], msal.ClientApplication] = {}
@@ -127,15 +170,16 @@ def application(connection: DataverseConnection) -> msal.ClientApplication:
         connection.authority,
         connection.client_id,
         _fingerprint(connection.client_secret),
+        connection.client_certificate_path or "",
+        connection.client_certificate_thumbprint or "",
         connection.ca_bundle or "",
+        connection.proxy or "",
     )
     with _APPS_LOCK:
         app = _APPS.get(key)
         if app is not None:
             return app
-        http_client = AuthorityHttpClient(
-            connection.authority_host, connection.ca_bundle, connection.request_timeout, connection.user_agent
-        )
+        http_client = AuthorityHttpClient(connection)
         host = urlsplit(connection.authority_host).hostname or ""
         options: dict[str, Any] = {
             "authority": connection.authority,
@@ -145,7 +189,11 @@ def application(connection: DataverseConnection) -> msal.ClientApplication:
         if not _is_microsoft_host(host):
             options["instance_discovery"] = False
         try:
-            if connection.client_secret:
+            if connection.client_certificate_path:
+                app = msal.ConfidentialClientApplication(
+                    connection.client_id, client_credential=certificate_credential(connection), **options
+                )
+            elif connection.client_secret:
                 app = msal.ConfidentialClientApplication(
                     connection.client_id, client_credential=connection.client_secret, **options
                 )
@@ -266,11 +314,19 @@ class TokenProvider:
                 break
         if setting == "password" and connection.auth_flow != "password":
             setting = "client_secret"
+        if setting == "client_secret" and connection.client_certificate_path:
+            setting = "client_certificate_path"
         if setting == "client_secret" and connection.auth_flow == "password" and not connection.client_secret:
             setting = "client_id"
         first_line = description.splitlines()[0] if description else ""
+        check = f"setting {connection.setting(setting)!r}"
+        if setting == "client_certificate_path":
+            check = (
+                f"settings {connection.setting(setting)!r} and {connection.setting('client_certificate_thumbprint')!r}"
+                " (the key must belong to a certificate registered on the app)"
+            )
         return authentication_error(
             f"POST {connection.authority}/oauth2/v2.0/token ({connection.auth_flow})",
             error,
-            f"the authority refused the credentials; check setting {connection.setting(setting)!r}: {first_line}",
+            f"the authority refused the credentials; check {check}: {first_line}",
         )

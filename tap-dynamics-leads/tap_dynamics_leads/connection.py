@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from mktdyn_common.errors import ConfigurationError
-from mktdyn_common.transport import secure_base_url
+from mktdyn_common.transport import proxy_url, secure_base_url
 
 AUTH_FLOWS = ("client_credentials", "password")
 MAX_PAGE_SIZE = 5000
+
+
+def _thumbprint(value: Any, setting: str) -> str | None:
+    """A certificate's SHA-1 thumbprint as Entra shows it (40 hex digits; colons and spaces allowed)."""
+    text = "".join(str(value or "").split()).replace(":", "").upper()
+    if not text:
+        return None
+    if len(text) != 40 or any(c not in "0123456789ABCDEF" for c in text):
+        raise ConfigurationError(setting, "must be the certificate's SHA-1 thumbprint: 40 hexadecimal digits")
+    return text
 
 
 def _flag(value: Any) -> bool:
@@ -39,6 +50,9 @@ class DataverseConnection:
     password: str | None = None
     authority_host: str = "https://login.microsoftonline.com"
     ca_bundle: str | None = None
+    proxy: str | None = None
+    client_certificate_path: str | None = None
+    client_certificate_thumbprint: str | None = None
     request_timeout: float = 120.0
     user_agent: str = "mktdyn/0.1 (+tap-dynamics-leads)"
     page_size: int = MAX_PAGE_SIZE
@@ -67,8 +81,17 @@ class DataverseConnection:
         auth_flow = str(value("auth_flow", "client_credentials"))
         if auth_flow not in AUTH_FLOWS:
             raise ConfigurationError(setting("auth_flow"), f"must be one of {', '.join(AUTH_FLOWS)}")
-        if auth_flow == "client_credentials" and not value("client_secret"):
-            raise ConfigurationError(setting("client_secret"), "is required with auth_flow client_credentials")
+        certificate = str(value("client_certificate_path", "")).strip() or None
+        thumbprint = _thumbprint(value("client_certificate_thumbprint"), setting("client_certificate_thumbprint"))
+        if certificate is not None and not Path(certificate).is_file():
+            raise ConfigurationError(setting("client_certificate_path"), f"{certificate!r} is not a readable file")
+        if thumbprint is not None and certificate is None:
+            raise ConfigurationError(setting("client_certificate_path"), "is required with a certificate thumbprint")
+        if auth_flow == "client_credentials" and not (value("client_secret") or certificate):
+            raise ConfigurationError(
+                setting("client_secret"),
+                f"is required with auth_flow client_credentials (or set {setting('client_certificate_path')!r})",
+            )
         if auth_flow == "password":
             for name in ("username", "password"):
                 if not value(name):
@@ -92,6 +115,9 @@ class DataverseConnection:
             password=value("password"),
             authority_host=authority_host,
             ca_bundle=value("ca_bundle"),
+            proxy=proxy_url(value("proxy"), setting("proxy")),
+            client_certificate_path=certificate,
+            client_certificate_thumbprint=thumbprint,
             request_timeout=timeout,
             user_agent=str(value("user_agent", cls.user_agent)),
             page_size=page_size,

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from mktdyn_common.backoff import Backoff, retry_after_seconds
 from mktdyn_common.errors import TransientError
-from mktdyn_common.transport import make_session
+from mktdyn_common.transport import make_session, tls_failure
 from urllib3.exceptions import NewConnectionError
 
 from tap_dynamics_leads.auth import TokenProvider
@@ -73,7 +73,7 @@ class DataverseSession:
         self.backoff = backoff or Backoff(base=0.5, cap=30.0, attempts=6)
         self._sleep = sleep
         self._calls_lock = threading.Lock()
-        self._http = make_session(connection.ca_bundle, connection.user_agent)
+        self._http = make_session(connection.ca_bundle, connection.user_agent, proxy=connection.proxy)
         self._http.headers.update(BASE_HEADERS)
         self.tokens: BearerTokens = tokens or TokenProvider(connection, on_identity_call=self._count_auth)
         origin = urlsplit(connection.base_url)
@@ -149,6 +149,9 @@ class DataverseSession:
                     data=data,
                     timeout=self.connection.request_timeout,
                 )
+            except requests.exceptions.SSLError as exc:
+                connection = self.connection
+                raise tls_failure(exc, connection.setting("ca_bundle"), connection.ca_bundle, url) from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if not (replayable or _never_sent(exc)):
                     raise TransientError(

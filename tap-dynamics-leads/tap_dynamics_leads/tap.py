@@ -51,6 +51,20 @@ class TapDynamicsLeads(Tap):
             "with the password flow when set).",
         ),
         th.Property(
+            "client_certificate_path",
+            th.StringType,
+            title="Client certificate (PEM)",
+            description="PEM file with the private key and the certificate registered on the app registration "
+            "(client_credentials with a certificate credential instead of client_secret; used when set).",
+        ),
+        th.Property(
+            "client_certificate_thumbprint",
+            th.StringType,
+            title="Client certificate thumbprint",
+            description="SHA-1 thumbprint of that certificate as Entra shows it (40 hex digits); empty computes it "
+            "from the certificate in client_certificate_path.",
+        ),
+        th.Property(
             "auth_flow",
             th.StringType,
             default="client_credentials",
@@ -91,6 +105,15 @@ class TapDynamicsLeads(Tap):
             th.StringType,
             title="CA bundle",
             description="PEM file of extra certificate authorities to trust (the sandbox's CA).",
+        ),
+        th.Property(
+            "proxy",
+            th.StringType,
+            secret=True,
+            title="HTTPS proxy",
+            description="URL of the HTTP(S) proxy for this connection, e.g. http://proxy.example.com:3128 "
+            "(credentials in the URL are kept out of logs); empty uses HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the "
+            "environment. HTTPS is tunnelled and still verified against ca_bundle.",
         ),
         th.Property(
             "request_timeout",

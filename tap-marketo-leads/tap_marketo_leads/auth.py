@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from mktdyn_common.backoff import Backoff
 from mktdyn_common.errors import ApiError, AuthenticationError, TransientError
+from mktdyn_common.transport import tls_failure
 
 from tap_marketo_leads.connection import MarketoConnection
 from tap_marketo_leads.envelope import SYSTEM
@@ -65,6 +66,10 @@ class TokenSource:
             attempt += 1
             try:
                 payload = self._request()
+            except requests.exceptions.SSLError as exc:
+                connection = self._connection
+                setting = f"{connection.setting_prefix}ca_bundle"
+                raise tls_failure(exc, setting, connection.ca_bundle, connection.base_url) from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt > self._backoff.attempts:
                     raise TransientError(SYSTEM, REQUEST, "connection", str(exc), retryable=True) from exc

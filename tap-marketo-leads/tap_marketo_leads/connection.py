@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mktdyn_common.errors import ConfigurationError
-from mktdyn_common.transport import secure_base_url
+from mktdyn_common.transport import proxy_url, secure_base_url
 
 DEFAULT_USER_AGENT = "mktdyn/0.1 (+tap-marketo-leads)"
 #: Marketo's batch limit for lead-database calls.
@@ -92,6 +92,7 @@ class MarketoConnection:
     client_id: str
     client_secret: str = field(repr=False)
     ca_bundle: str | None = None
+    proxy: str | None = None
     request_timeout: float = 120.0
     user_agent: str = DEFAULT_USER_AGENT
     max_daily_calls: int = 10_000
@@ -124,6 +125,7 @@ class MarketoConnection:
             client_id=client_id,
             client_secret=client_secret,
             ca_bundle=ca_bundle,
+            proxy=proxy_url(config.get(f"{prefix}proxy"), f"{prefix}proxy"),
             request_timeout=_positive_number(config, f"{prefix}request_timeout", 120.0),
             user_agent=user_agent,
             max_daily_calls=_whole_number(config, f"{prefix}max_daily_calls", 10_000, 1, None),

@@ -61,6 +61,15 @@ class TapMarketoLeads(Tap):
             "empty uses the system store.",
         ),
         th.Property(
+            "proxy",
+            th.StringType,
+            secret=True,
+            title="HTTPS proxy",
+            description="URL of the HTTP(S) proxy for this connection, e.g. http://proxy.example.com:3128 "
+            "(credentials in the URL are kept out of logs); empty uses HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the "
+            "environment. HTTPS is tunnelled and still verified against ca_bundle.",
+        ),
+        th.Property(
             "request_timeout",
             th.NumberType,
             default=120,

@@ -24,8 +24,8 @@ from typing import Any
 
 import requests
 from mktdyn_common.backoff import Backoff
-from mktdyn_common.errors import ApiError, QuotaExceededError, TransientError
-from mktdyn_common.transport import make_session
+from mktdyn_common.errors import ApiError, ConfigurationError, QuotaExceededError, TransientError
+from mktdyn_common.transport import make_session, tls_failure
 
 from tap_marketo_leads.auth import TokenSource
 from tap_marketo_leads.connection import MarketoConnection
@@ -79,7 +79,7 @@ class MarketoTransport:
         self.retry = retry or RetryPolicy()
         self.calls: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
-        self._session = session or make_session(connection.ca_bundle, connection.user_agent)
+        self._session = session or make_session(connection.ca_bundle, connection.user_agent, proxy=connection.proxy)
         self._clock = clock
         self._sleep = sleep
         self._backoff = Backoff(base=self.retry.base_delay, cap=self.retry.max_delay, attempts=self.retry.attempts)
@@ -95,6 +95,11 @@ class MarketoTransport:
     def rest_calls(self) -> int:
         """REST calls spent so far (identity calls are free in Marketo's quota)."""
         return sum(count for kind, count in self.calls.items() if kind != "auth")
+
+    def tls_failure(self, exc: requests.exceptions.SSLError) -> ConfigurationError:
+        """A failed TLS verification: not retried, and it names the CA bundle setting."""
+        connection = self.connection
+        return tls_failure(exc, f"{connection.setting_prefix}ca_bundle", connection.ca_bundle, connection.base_url)
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -136,6 +141,8 @@ class MarketoTransport:
         while True:
             try:
                 response = self._send(method, path, kind=kind, params=params, json_body=json_body, form=form)
+            except requests.exceptions.SSLError as exc:
+                raise self.tls_failure(exc) from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 certainly_unsent = isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc)
                 if not idempotent and not certainly_unsent:
@@ -219,6 +226,8 @@ class MarketoTransport:
         while True:
             try:
                 response = self._send("GET", path, kind="read", headers=headers, stream=True)
+            except requests.exceptions.SSLError as exc:
+                raise self.tls_failure(exc) from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self._pause_or_raise(failures, "connection", request_name, type(exc).__name__, None)
                 continue
