@@ -16,7 +16,7 @@ from mktdyn_sandbox.app import Credentials, SandboxApp, SandboxContext
 from mktdyn_sandbox.clock import SandboxClock
 from mktdyn_sandbox.faults import FaultInjector
 from mktdyn_sandbox.seed import SeedPlan
-from mktdyn_sandbox.tls import ensure_tls
+from mktdyn_sandbox.tls import ensure_client_certificate, ensure_tls
 from mktdyn_sandbox.web import HttpServer
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class Sandbox:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / SANDBOX_JSON).unlink(missing_ok=True)
         tls = ensure_tls(self.directory)
+        client_certificate = ensure_client_certificate(self.directory)
         credentials = _load_credentials(self.directory)
         clock = SandboxClock()
         context = SandboxContext(
@@ -123,6 +124,8 @@ class Sandbox:
             "dynamics_client_secret": credentials.dynamics_client_secret,
             "dynamics_username": credentials.dynamics_username,
             "dynamics_password": credentials.dynamics_password,
+            "dynamics_client_certificate_path": str(client_certificate.path),
+            "dynamics_client_certificate_thumbprint": client_certificate.thumbprint,
             "ca_bundle": str(tls.ca_cert),
             "pid": os.getpid(),
             "seed": {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -118,3 +118,48 @@ def ensure_tls(directory: Path) -> TlsMaterial:
     )
     _write_key(material.server_key, server_key)
     return material
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """The certificate credential registered on the sandbox's app: a PEM with key and certificate, its thumbprint."""
+
+    path: Path
+    thumbprint: str
+
+    def certificate(self) -> x509.Certificate:
+        """The registered certificate (its public key verifies client assertions)."""
+        return x509.load_pem_x509_certificate(self.path.read_bytes())
+
+
+def ensure_client_certificate(directory: Path) -> ClientCertificate:
+    """Create (once) the app registration's certificate credential under ``directory``: RSA key and certificate.
+
+    Entra's certificate credentials are RSA (client assertions are RS256/PS256); the PEM holds both parts, the
+    form the ``client_certificate_path`` setting takes. The thumbprint is the SHA-1 one Entra's portal shows.
+    """
+    path = directory / "client-certificate.pem"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.now(UTC) - timedelta(minutes=5)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(_name("mktdyn sandbox app credential"))
+            .issuer_name(_name("mktdyn sandbox app credential"))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + timedelta(days=3650))
+            .sign(key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(key_pem + certificate.public_bytes(serialization.Encoding.PEM))
+        temporary.chmod(0o600)
+        temporary.replace(path)
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    thumbprint = certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - Entra's thumbprint is SHA-1
+    return ClientCertificate(path, thumbprint)

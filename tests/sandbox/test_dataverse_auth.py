@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import certifi
 import msal
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from mktdyn_sandbox.admin_client import SandboxAdmin
 from mktdyn_sandbox.sandbox import Sandbox
 
@@ -191,3 +199,84 @@ def test_requests_ca_bundle_would_be_ignored_without_trust_env(
     with pytest.raises(requests.exceptions.SSLError):
         plain.get(f"{info['dynamics_url']}/_sandbox/health")
     assert SandboxSession(info["ca_bundle"]).get(f"{info['dynamics_url']}/_sandbox/health").status_code == 200
+
+
+def signed_assertion(info: dict[str, Any], **claims: Any) -> str:
+    """A client assertion signed RS256 with the sandbox's registered key (``x5t`` header), claims overridable."""
+    data = Path(info["dynamics_client_certificate_path"]).read_bytes()
+    key = serialization.load_pem_private_key(data, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    certificate = x509.load_pem_x509_certificate(data)
+    now = int(time.time())
+    token_endpoint = f"{info['dynamics_authority']}/{info['dynamics_tenant_id']}/oauth2/v2.0/token"
+    payload = {
+        "aud": token_endpoint,
+        "iss": info["dynamics_client_id"],
+        "sub": info["dynamics_client_id"],
+        "exp": now + 600,
+        "nbf": now,
+        "jti": "one",
+        **claims,
+    }
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    x5t = b64(certificate.fingerprint(hashes.SHA1()))  # Entra's x5t is SHA-1
+    signed = (
+        b64(json.dumps({"alg": "RS256", "typ": "JWT", "x5t": x5t}).encode()) + "." + b64(json.dumps(payload).encode())
+    )
+    signature = key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signed}.{b64(signature)}"
+
+
+@pytest.mark.parametrize(
+    ("claims", "code"),
+    [
+        ({}, None),
+        ({"aud": "https://login.microsoftonline.com/other/oauth2/v2.0/token"}, 700212),
+        ({"iss": "someone-else", "sub": "someone-else"}, 700021),
+        ({"exp": int(time.time()) - 3600, "nbf": int(time.time()) - 7200}, 700024),
+    ],
+)
+def test_a_client_assertion_is_checked_as_entra_does(
+    sandbox_info: dict[str, Any], claims: dict[str, Any], code: int | None
+) -> None:
+    form = {
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": signed_assertion(sandbox_info, **claims),
+    }
+    response = _assertion_token(sandbox_info, form)
+    if code is None:
+        assert response.status_code == 200, response.text
+        assert response.json()["access_token"]
+    else:
+        assert response.status_code == 401, response.text
+        assert response.json()["error_codes"] == [code]
+
+
+def test_a_tampered_client_assertion_is_refused_with_aadsts700027(sandbox_info: dict[str, Any]) -> None:
+    header, payload, signature = signed_assertion(sandbox_info).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["jti"] = "two"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    form = {
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": f"{header}.{forged}.{signature}",
+    }
+    response = _assertion_token(sandbox_info, form)
+    assert response.status_code == 401
+    assert response.json()["error_codes"] == [700027]
+    assert "did not match the expected signature" in response.json()["error_description"]
+
+
+def _assertion_token(info: dict[str, Any], form: dict[str, str]) -> requests.Response:
+    body = {
+        "grant_type": "client_credentials",
+        "client_id": info["dynamics_client_id"],
+        "scope": f"{info['dynamics_url']}/.default",
+        **form,
+    }
+    return SandboxSession(info["ca_bundle"]).post(
+        f"{info['dynamics_authority']}/{info['dynamics_tenant_id']}/oauth2/v2.0/token", data=body, timeout=30
+    )

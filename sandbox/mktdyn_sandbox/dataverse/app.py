@@ -25,6 +25,7 @@ from mktdyn_sandbox.dataverse.records import RecordService, full_name
 from mktdyn_sandbox.dataverse.store import Store, StoredRow
 from mktdyn_sandbox.dataverse.validation import LOOKUP_TARGET, WriteTarget, validate
 from mktdyn_sandbox.seed import SeedPlan
+from mktdyn_sandbox.tls import ensure_client_certificate
 from mktdyn_sandbox.web import Request, Response, Route
 
 _ROW_PATH = re.compile(rf"^{re.escape(API_PATH)}/(?P<set>leads|contacts)\((?P<key>.*)\)$")
@@ -65,7 +66,11 @@ class DataverseApp(SandboxApp):
         """Authority, metadata, entity sets and ``$batch`` share one router (and one port)."""
         self.records = RecordService(self.store, self.context.clock, self.stats)
         self.authority = Authority(
-            self.context.credentials, self.context.clock, self._signing_key, lambda: self.settings
+            self.context.credentials,
+            self.context.clock,
+            self._signing_key,
+            lambda: self.settings,
+            certificates=[ensure_client_certificate(self.context.directory).certificate()],
         )
         self.authority.register(self.router)
         self.entity_api = EntityApi(self.records, lambda: self.settings)

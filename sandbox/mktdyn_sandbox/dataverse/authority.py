@@ -2,8 +2,9 @@
 
 It answers what msal 1.39 actually asks (reference §1.1, §1.5): tenant discovery, instance discovery,
 user-realm discovery for the password grant, and the token POST for the client-credentials and
-password grants, with Entra's error bodies for the mistakes people make (wrong secret, unknown tenant,
-wrong password, unknown client). Access tokens are JWT-shaped and HMAC-signed with a key kept under
+password grants (a client secret or a signed client assertion from a registered certificate), with Entra's
+error bodies for the mistakes people make (wrong secret, wrong key, unknown tenant, wrong password, unknown
+client). Access tokens are JWT-shaped and HMAC-signed with a key kept under
 DIR, so they survive a restart and need no server-side table; expiry is measured on the sandbox clock so
 tests can expire them without sleeping.
 """
@@ -15,17 +16,24 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from mktdyn_sandbox.app import Credentials
 from mktdyn_sandbox.clock import SandboxClock
 from mktdyn_sandbox.web import Request, Response, Router
 
 SETTINGS_TOKEN_TTL = "token_ttl"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RESERVED_SCOPES = {"openid", "profile", "offline_access"}
 
 
@@ -35,6 +43,24 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature_matches(certificate: x509.Certificate, algorithm: str, signed: str, signature: bytes) -> bool:
+    """Whether ``signature`` over ``signed`` verifies with the certificate's RSA key (RS256 or PS256)."""
+    key = certificate.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        return False
+    if algorithm == "RS256":
+        scheme: padding.AsymmetricPadding = padding.PKCS1v15()
+    elif algorithm == "PS256":
+        scheme = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+    else:
+        return False
+    try:
+        key.verify(signature, signed.encode(), scheme, hashes.SHA256())
+    except InvalidSignature:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -54,9 +80,15 @@ class Authority:
     """Entra-style endpoints and bearer-token checks for one sandbox."""
 
     def __init__(
-        self, credentials: Credentials, clock: SandboxClock, signing_key: bytes, settings: Callable[[], dict[str, Any]]
+        self,
+        credentials: Credentials,
+        clock: SandboxClock,
+        signing_key: bytes,
+        settings: Callable[[], dict[str, Any]],
+        certificates: Sequence[x509.Certificate] = (),
     ) -> None:
         self.credentials = credentials
+        self.certificates = list(certificates)
         self.clock = clock
         self._key = signing_key
         self._settings = settings
@@ -216,7 +248,14 @@ class Authority:
                 f"'{tenant}'. This can happen if the application has not been installed by the "
                 "administrator of the tenant or consented to by any user in the tenant.",
             )
-        if grant == "client_credentials" and secret is None:
+        assertion = form.get("client_assertion")
+        if assertion is not None:
+            refused = self._check_assertion(
+                request, tenant, client_id, form.get("client_assertion_type", ""), assertion
+            )
+            if refused is not None:
+                return refused
+        elif grant == "client_credentials" and secret is None:
             return self._error(
                 request,
                 401,
@@ -269,6 +308,87 @@ class Authority:
                 )
             return Response.json(self._user_tokens(request, client_id, audience, scopes))
         return Response.json(self._token_body(self._mint(audience, subject=client_id, app=True)))
+
+    # -- certificate credentials ------------------------------------------------------------------------
+    def _check_assertion(
+        self, request: Request, tenant: str, client_id: str, assertion_type: str, assertion: str
+    ) -> Response | None:
+        """Verify a signed client assertion (reference §1: private_key_jwt) as Entra does; None when it is good.
+
+        The JWT must name a certificate registered on the app by its thumbprint (``x5t``: SHA-1, or
+        ``x5t#S256``), be signed by that certificate's key (RS256, or PS256 as msal signs with a SHA-256
+        thumbprint), be addressed to this token endpoint, come from the client itself (``iss`` = ``sub`` =
+        client id) and not be expired. Its time is checked against real time: the client signs it with its
+        own clock, not the sandbox's.
+        """
+        if assertion_type != CLIENT_ASSERTION_TYPE:
+            return self._error(
+                request, 400, "invalid_request", 50027, f"Invalid client_assertion_type '{assertion_type}'."
+            )
+        try:
+            header_part, payload_part, signature_part = assertion.split(".")
+            header = json.loads(_unb64(header_part))
+            claims = json.loads(_unb64(payload_part))
+            signature = _unb64(signature_part)
+        except (ValueError, TypeError):
+            return self._error(request, 401, "invalid_client", 50027, "JWT token is invalid or malformed.")
+        used = str(header.get("x5t#S256") or header.get("x5t") or "")
+        certificate = self._registered(header)
+        if certificate is None:
+            thumbprint = _unb64(used).hex().upper() if used else "none"
+            return self._invalid_signature(
+                request, client_id, f"The key was not found., Thumbprint of key used by client: '{thumbprint}'"
+            )
+        if not _signature_matches(certificate, str(header.get("alg")), f"{header_part}.{payload_part}", signature):
+            return self._invalid_signature(
+                request, client_id, "The provided signature value did not match the expected signature value."
+            )
+        endpoint = f"{request.base_url}/{tenant}/oauth2/v2.0/token".lower()
+        if str(claims.get("aud", "")).lower() != endpoint:
+            return self._error(
+                request,
+                401,
+                "invalid_client",
+                700212,
+                f"No matching federated identity record found for presented assertion audience '{claims.get('aud')}'.",
+            )
+        if str(claims.get("iss", "")).lower() != client_id.lower() or str(claims.get("sub", "")).lower() != (
+            client_id.lower()
+        ):
+            return self._error(
+                request,
+                401,
+                "invalid_client",
+                700021,
+                "Client assertion application identifier doesn't match 'client_id' parameter.",
+            )
+        now = time.time()
+        if not float(claims.get("nbf", 0)) - 300 <= now < float(claims.get("exp", 0)) + 300:
+            return self._error(
+                request, 401, "invalid_client", 700024, "Client assertion is not within its valid time range."
+            )
+        return None
+
+    def _registered(self, header: dict[str, Any]) -> x509.Certificate | None:
+        """The registered certificate the assertion's thumbprint header names."""
+        sha256 = str(header.get("x5t#S256") or "").rstrip("=")  # msal keeps base64's padding, JOSE drops it
+        sha1 = str(header.get("x5t") or "").rstrip("=")
+        for certificate in self.certificates:
+            if sha256 and sha256 == _b64(certificate.fingerprint(hashes.SHA256())):
+                return certificate
+            if sha1 and sha1 == _b64(certificate.fingerprint(hashes.SHA1())):  # noqa: S303 - Entra's x5t
+                return certificate
+        return None
+
+    def _invalid_signature(self, request: Request, client_id: str, reason: str) -> Response:
+        return self._error(
+            request,
+            401,
+            "invalid_client",
+            700027,
+            f"Client assertion contains an invalid signature. [Reason - {reason}, Please visit the Azure Portal, "
+            f"Graph Explorer or directly use MS Graph to see configured keys for app Id '{client_id}'.]",
+        )
 
     def _token_body(self, access_token: str) -> dict[str, Any]:
         ttl = int(self._settings().get(SETTINGS_TOKEN_TTL, 3599))
