@@ -1,9 +1,10 @@
 """``mktdyn check``: a preflight of the target's settings against both live APIs, in plain words.
 
-It reads the same settings the merging target does (a config file, or the environment variables meltano.yml
-maps onto them), then checks, one line each: the settings themselves, that both APIs accept the credentials,
-that the field map fits both systems' live metadata, that the columns the policies name exist, and that the
-custom activity type is usable. Nothing is written to either system.
+It reads the same settings the merging target does (a config file; under Meltano, the target's configuration
+as Meltano resolves it; otherwise the environment variables meltano.yml maps onto them), then checks, one line
+each: the settings themselves, the store the run uses, that both APIs accept the credentials, that the field
+map fits both systems' live metadata, that the columns the policies name exist, and that the custom activity
+type is usable. Nothing is written to either system or the store.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import jsonschema  # type: ignore[import-untyped]
+import sqlalchemy as sa
 from mktdyn_common.errors import MktdynError
 from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
@@ -24,30 +26,26 @@ from tap_marketo_leads.connection import MarketoConnection
 
 from target_mktdyn_merge.engine import check_configuration, load_field_map, load_policy, read_metadata
 from target_mktdyn_merge.metadata import SyncMetadata
+from target_mktdyn_merge.project_config import (
+    ENVIRONMENT,
+    TARGET_PLUGIN,
+    config_source,
+    environment_setting,
+    meltano_config,
+    store_url,
+)
 from target_mktdyn_merge.settings import build_config_schema
+from target_mktdyn_merge.store import StoreError, open_existing
 
-#: Environment variables meltano.yml maps onto the target's connection settings.
-ENVIRONMENT = {
-    "marketo_base_url": "MKTDYN_MARKETO_BASE_URL",
-    "marketo_client_id": "MKTDYN_MARKETO_CLIENT_ID",
-    "marketo_client_secret": "MKTDYN_MARKETO_CLIENT_SECRET",
-    "marketo_ca_bundle": "MKTDYN_MARKETO_CA_BUNDLE",
-    "dynamics_base_url": "MKTDYN_DYNAMICS_BASE_URL",
-    "dynamics_authority_host": "MKTDYN_DYNAMICS_AUTHORITY_HOST",
-    "dynamics_tenant_id": "MKTDYN_DYNAMICS_TENANT_ID",
-    "dynamics_client_id": "MKTDYN_DYNAMICS_CLIENT_ID",
-    "dynamics_client_secret": "MKTDYN_DYNAMICS_CLIENT_SECRET",
-    "dynamics_ca_bundle": "MKTDYN_DYNAMICS_CA_BUNDLE",
-    "store_url": "MKTDYN_STORE_URL",
-}
+__all__ = ["ENVIRONMENT", "TARGET_PLUGIN", "config_source", "load_config", "run_check", "store_url"]
 
 
 def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The target's settings from MKTDYN_* variables, then TARGET_MKTDYN_MERGE_<SETTING> (the SDK's names)."""
+    """The target's settings from TARGET_MKTDYN_MERGE_<SETTING> (the SDK's names), then the MKTDYN_* variables."""
     config: dict[str, Any] = {}
     properties = build_config_schema()["properties"]
     for name, schema in properties.items():
-        raw = environ.get(f"TARGET_MKTDYN_MERGE_{name.upper()}") or environ.get(ENVIRONMENT.get(name, ""), "")
+        raw = environment_setting(environ, name)
         if raw == "":
             continue
         types = schema.get("type", "string")
@@ -60,6 +58,14 @@ def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         else:
             config[name] = raw
     return config
+
+
+def sa_safe_url(url: str) -> str:
+    """``url`` with its password hidden."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(an invalid URL)"
 
 
 @dataclass
@@ -142,6 +148,16 @@ def run_check(config: dict[str, Any], out: TextIO) -> int:
     out.write("Settings\n")
     if not _settings(report, config):
         return report.failures
+    out.write("Store\n")
+    try:
+        open_existing(store_url(config)).close()
+    except StoreError as exc:  # the run creates or upgrades it; a newer schema fails the run
+        if "newer than" in str(exc):
+            report.fail(str(exc))
+        else:
+            report.note(f"{exc}; the next run creates or upgrades it")
+    else:
+        report.ok(f"store at {sa_safe_url(store_url(config))} is at the current schema")
     marketo = MarketoClient(MarketoConnection.from_config(config, "marketo_"))
     dynamics = DataverseClient(DataverseConnection.from_config(config, "dynamics_"))
     try:
@@ -202,8 +218,22 @@ def _activity_type(marketo: MarketoClient, api_name: str) -> str:
 
 
 def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Settings from a JSON file, else from the environment."""
+    """The target's settings as the run will see them: a JSON file if given, else Meltano's, else the environment.
+
+    Under Meltano (``MELTANO_PROJECT_ROOT`` set, as ``meltano invoke mktdyn ...`` does) the configuration is the
+    one Meltano resolves for the target (meltano.yml, the active environment, ``.env``, variables), read with
+    ``meltano config print``: checking the environment variables alone would miss a ``field_map`` written in
+    meltano.yml. Outside Meltano it is the variables meltano.yml maps (:func:`config_from_environment`).
+    """
+    environ = environ if environ is not None else os.environ
     if path:
-        loaded: dict[str, Any] = json.loads(Path(path).read_text())
+        try:
+            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise MktdynError(f"config file {path} cannot be read as JSON: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise MktdynError(f"config file {path} is not a JSON object")
         return loaded
-    return config_from_environment(environ if environ is not None else os.environ)
+    if environ.get("MELTANO_PROJECT_ROOT"):
+        return meltano_config(environ)
+    return config_from_environment(environ)

@@ -1,4 +1,10 @@
-"""``mktdyn``: read and steer the store (report, activity log, status, unlink, resync)."""
+"""``mktdyn``: read and steer the store (report, activity log, status, unlink, resync, db upgrade, check).
+
+Every command but ``db upgrade`` opens the store through :func:`_store`, which never creates or migrates one
+(:func:`~target_mktdyn_merge.store.open_existing`): a mistyped URL is an error naming it, and an older schema
+names ``mktdyn db upgrade``. The store URL is resolved as the run resolves it (:func:`_store_url`). Errors are one
+line on stderr with exit 1; output to a closed pipe (``mktdyn report | head``) ends quietly.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +13,54 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from mktdyn_common.errors import MktdynError
+from mktdyn_common.redact import redact
 
 from target_mktdyn_merge import store_schema as tables
 from target_mktdyn_merge.activity import Activity, iter_activities, record_activities
+from target_mktdyn_merge.project_config import config_source, resolved_store_url, store_url
 from target_mktdyn_merge.report import pending_writes, render_report, table
-from target_mktdyn_merge.store import Store, new_run_id
+from target_mktdyn_merge.store import Store, new_run_id, open_existing
 from target_mktdyn_merge.values import now_iso
 
-STORE_URL_ENV = ("MKTDYN_STORE_URL", "TARGET_MKTDYN_MERGE_STORE_URL")
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    """The target's effective settings (read once per command; under Meltano this asks Meltano)."""
+    from target_mktdyn_merge.check import load_config
+
+    cached: dict[str, Any] | None = getattr(args, "resolved_config", None)
+    if cached is None:
+        cached = load_config(getattr(args, "config", None))
+        if args.store_url:
+            cached["store_url"] = args.store_url
+        args.resolved_config = cached
+    return cached
+
+
+def _store_url(args: argparse.Namespace) -> str:
+    """``--store-url``, else the ``store_url`` the run uses (same precedence as ``check``), else the default."""
+    if args.store_url:
+        return str(args.store_url)
+    config: dict[str, Any] | None = getattr(args, "resolved_config", None)
+    return store_url(config) if config is not None else resolved_store_url(os.environ)
 
 
 def _store(args: argparse.Namespace) -> Store:
-    url = args.store_url or next((os.environ[v] for v in STORE_URL_ENV if os.environ.get(v)), None)
-    store = Store(url)
-    store.migrate()
-    return store
+    """The store to read (or steer): it must exist at the current schema; nothing is created or migrated."""
+    return open_existing(_store_url(args))
 
 
 def _run_id(store: Store, requested: str | None) -> str:
-    run_id = requested or store.last_run("merge") or store.last_run("dry_run") or store.last_run()
+    if requested:
+        with store.transaction() as connection:
+            found = connection.execute(sa.select(tables.runs.c.run_id).where(tables.runs.c.run_id == requested))
+            if found.first() is None:
+                raise MktdynError(f"no run {requested!r} in the store at {store.safe_url}; `mktdyn status` lists runs")
+        return requested
+    run_id = store.last_run("merge") or store.last_run("dry_run") or store.last_run()
     if run_id is None:
         raise MktdynError("the store holds no run yet; run the sync first")
     return run_id
@@ -132,8 +164,21 @@ def cmd_unlink(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mapped_field(args: argparse.Namespace, field: str) -> None:
+    """Refuse a field the run's field map does not map (a typo would otherwise change nothing, silently)."""
+    from target_mktdyn_merge.engine import load_field_map
+
+    mapped = load_field_map(_config(args)).marketo_fields()
+    if field not in mapped:
+        raise MktdynError(
+            f"field {field!r} is not a Marketo field of the field map (setting field_map; mapped: "
+            f"{', '.join(sorted(mapped)[:8])}{', ...' if len(mapped) > 8 else ''})"
+        )
+
+
 def cmd_resync(args: argparse.Namespace) -> int:
     """Forget the baseline (and ping-pong guard) of a field so the next run compares it afresh."""
+    _mapped_field(args, args.field)
     store = _store(args)
     pairs = tables.pairs
     changed = 0
@@ -141,7 +186,10 @@ def cmd_resync(args: argparse.Namespace) -> int:
         query = sa.select(pairs)
         if args.person:
             query = query.where(pairs.c.marketo_id == str(args.person))
-        for pair in connection.execute(query).all():
+        selected = connection.execute(query).all()
+        if args.person and not selected:
+            raise MktdynError(f"person {args.person} is not linked")
+        for pair in selected:
             baseline = json.loads(pair.baseline)
             guard = json.loads(pair.guard)
             if args.field not in baseline and args.field not in guard:
@@ -159,11 +207,34 @@ def cmd_resync(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Create the store or bring its schema to this release's (the one command that may)."""
+    url = _store_url(args)
+    store = Store(url)
+    try:
+        with store.transaction() as connection:
+            exists = sa.inspect(connection).has_table(tables.schema_version.name)
+            before = (
+                connection.execute(sa.select(sa.func.max(tables.schema_version.c.version))).scalar() if exists else None
+            )
+        after = store.migrate()
+    finally:
+        store.close()
+    if before is None:
+        sys.stdout.write(f"created the store at {store.safe_url} (schema version {after})\n")
+    elif before == after:
+        sys.stdout.write(f"the store at {store.safe_url} is already at schema version {after}\n")
+    else:
+        sys.stdout.write(f"upgraded the store at {store.safe_url} from schema version {before} to {after}\n")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Preflight the settings against both live APIs."""
-    from target_mktdyn_merge.check import load_config, run_check
+    from target_mktdyn_merge.check import run_check
 
-    failures = run_check(load_config(args.config), sys.stdout)
+    sys.stdout.write(f"Configuration: {config_source(args.config)}\n")
+    failures = run_check(_config(args), sys.stdout)
     sys.stdout.write("\nAll checks passed.\n" if not failures else f"\n{failures} check(s) failed.\n")
     return 0 if not failures else 1
 
@@ -200,9 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--field", required=True, help="Marketo field name of the mapping")
     resync.add_argument("--person", help="only this Marketo person")
     resync.set_defaults(func=cmd_resync)
-    check = commands.add_parser("check", help="preflight: settings, both APIs, field map, policies")
-    check.add_argument("--config", help="the target's config JSON (default: the MKTDYN_* environment variables)")
+    check = commands.add_parser("check", help="preflight: settings, store, both APIs, field map, policies")
+    check.add_argument(
+        "--config",
+        help="the target's config JSON (default: under Meltano, the target's resolved configuration; "
+        "otherwise the MKTDYN_* environment variables)",
+    )
     check.set_defaults(func=cmd_check)
+    db = commands.add_parser("db", help="the store's schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="create the store or upgrade its schema to this release's")
+    upgrade.set_defaults(func=cmd_db_upgrade)
     return parser
 
 
@@ -211,10 +290,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0  # the reader has what it wanted (`mktdyn report | head -1`)
     except MktdynError as exc:
-        sys.stderr.write(f"mktdyn: {exc}\n")
+        lines = [line.strip() for line in redact(str(exc)).splitlines() if line.strip()]
+        sys.stderr.write(f"mktdyn: {' '.join(lines)}\n")
         return 1
     return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout to redirect
+        pass
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from mktdyn_sandbox.sandbox import Sandbox
+from target_mktdyn_merge.store import Store
 
 from tests.target.pipeline import Pipeline, connection_config
 
@@ -77,8 +78,12 @@ def synced_pairs(pipeline: Pipeline) -> list[dict[str, Any]]:
     return rows
 
 
-def test_report_on_an_empty_store_says_so(tmp_path: Path) -> None:
-    result = mktdyn("report", store_url=f"sqlite:///{tmp_path / 'empty.db'}")
+def test_report_on_a_store_without_runs_says_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    store = Store(url)
+    store.migrate()  # read commands no longer create a store (tests/target/test_cli_store.py): make one
+    store.close()
+    result = mktdyn("report", store_url=url)
     assert result.returncode == 1
     assert "the store holds no run yet" in result.stderr
 
