@@ -250,8 +250,17 @@ def _mark_dirty(connection: sa.Connection, person_id: str, entity: str, dynamics
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``mktdyn`` command line."""
-    parser = argparse.ArgumentParser(prog="mktdyn", description=__doc__)
-    parser.add_argument("--store-url", help="store URL (default: $MKTDYN_STORE_URL or the target's default)")
+    parser = argparse.ArgumentParser(
+        prog="mktdyn",
+        description="Read and steer the mktdyn store (report, activity log, status, unlink, resync), upgrade its "
+        "schema (db upgrade), and preflight the target's settings (check). Only `db upgrade` creates or migrates "
+        "a store.",
+    )
+    parser.add_argument(
+        "--store-url",
+        help="store URL (default: the target's store_url as the run resolves it: under Meltano its configuration, "
+        "otherwise $TARGET_MKTDYN_MERGE_STORE_URL or $MKTDYN_STORE_URL; else .mktdyn/store.db)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", help="the report of a run (default: the last merge)")
     report.add_argument("--run", help="run id")
