@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from mktdyn_common.errors import ConfigurationError
 from mktdyn_common.redact import redact
+from mktdyn_common.transport import make_session
 from mktdyn_sandbox.tls import ensure_tls
 from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
@@ -173,3 +174,10 @@ def test_a_proxy_setting_is_validated_and_its_password_never_shown(sandbox_info:
             {f"dynamics_{k}": v for k, v in dynamics_config(sandbox_info, proxy="proxy.example.com").items()},
             "dynamics_",
         )
+
+
+def test_a_proxy_password_from_the_environment_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://sync:Env-Pa55word@proxy.example.com:3128")
+    session = make_session(None, "mktdyn-test")
+    assert session.proxies_for("https://example.com/")["https"] == "http://sync:Env-Pa55word@proxy.example.com:3128"
+    assert redact("via http://sync:Env-Pa55word@proxy") == "via http://sync:***@proxy"

@@ -11,6 +11,7 @@ import ipaddress
 import re
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.request import getproxies
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -105,6 +106,8 @@ class ExplicitSession(requests.Session):
         self.verify = ca_bundle if ca_bundle else True
         self.headers["User-Agent"] = user_agent
         self.proxy = proxy
+        # A proxy password from the environment is as secret as one from the setting (see proxy_url).
+        protect_secrets(urlsplit(value).password for value in getproxies().values() if "://" in value)
 
     def proxies_for(self, url: str) -> dict[str, str]:
         """The proxies one request to ``url`` uses (empty: a direct connection)."""
