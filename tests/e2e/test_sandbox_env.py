@@ -52,3 +52,13 @@ def test_a_meltano_command_after_the_env_recipe_reaches_the_sandbox(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "CERTIFICATE_VERIFY_FAILED" not in result.stderr
     assert '"streams"' in result.stdout
+
+
+def test_mktdyn_check_under_meltano_passes_after_the_env_recipe(
+    make_sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    sandbox = make_sandbox()
+    result = recipe_shell(sandbox, tmp_path, "meltano --environment sandbox invoke mktdyn check")
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "Configuration: Meltano's configuration of target-mktdyn-merge (sandbox)" in result.stdout
+    assert "All checks passed." in result.stdout
