@@ -1,0 +1,139 @@
+"""The export planning of the first extraction as pure functions: where data begins, windows, pipeline depth, cost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from tap_marketo_leads.export import (
+    MAX_QUEUED,
+    MB,
+    allowance_day,
+    allowance_note,
+    data_begins,
+    exported_bytes_on,
+    jobs_to_start,
+    month_start,
+    plan_windows,
+    projected_bytes,
+)
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        ("2026-10-03T12:30:00", "2026-10-01T00:00:00"),
+        ("2026-10-01T00:00:00", "2026-10-01T00:00:00"),
+        ("2026-12-31T23:59:59", "2026-12-01T00:00:00"),
+    ],
+)
+def test_month_start(moment: str, expected: str) -> None:
+    assert month_start(at(moment)) == at(expected)
+
+
+@pytest.mark.parametrize(
+    ("start_date", "first_created", "expected", "why"),
+    [
+        ("2000-01-01", "2026-10-03T12:00:00", "2026-10-01", "the month of the oldest person"),
+        ("2000-01-01", "2026-10-01T00:00:05", "2026-09-01", "a day's slack before a creation on the 1st"),
+        ("2026-11-15", "2026-10-03T12:00:00", "2026-11-15", "never before start_date"),
+        ("2026-10-02", "2026-10-20T00:00:00", "2026-10-02", "start_date inside the first person's month wins"),
+        ("2000-01-01", None, "2000-01-01", "unknown oldest creation keeps start_date (slow, never lossy)"),
+    ],
+)
+def test_data_begins(start_date: str, first_created: str | None, expected: str, why: str) -> None:
+    created = at(first_created) if first_created else None
+    assert data_begins(at(start_date), created) == at(expected), why
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "days", "expected"),
+    [
+        ("2026-10-01", "2026-10-01", 30, []),
+        ("2026-10-01", "2026-10-11", 30, [("2026-10-01", "2026-10-11")]),
+        ("2026-10-01", "2026-10-31", 30, [("2026-10-01", "2026-10-31")]),
+        (
+            "2026-10-01",
+            "2026-12-04",
+            30,
+            [("2026-10-01", "2026-10-31"), ("2026-10-31", "2026-11-30"), ("2026-11-30", "2026-12-04")],
+        ),
+        ("2026-10-01", "2026-10-03", 1, [("2026-10-01", "2026-10-02"), ("2026-10-02", "2026-10-03")]),
+    ],
+)
+def test_plan_windows_cover_the_span_exactly(start: str, end: str, days: int, expected: list[tuple[str, str]]) -> None:
+    windows = plan_windows(at(start), at(end), timedelta(days=days))
+    assert windows == [(at(a), at(b)) for a, b in expected]
+
+
+def test_plan_windows_refuses_a_non_positive_size() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        plan_windows(at("2026-10-01"), at("2026-10-02"), timedelta(0))
+
+
+def test_the_default_start_date_on_a_two_month_old_instance_plans_three_windows_not_three_hundred() -> None:
+    now = at("2026-12-04T17:00:00")
+    begins = data_begins(at("2006-01-01"), at("2026-10-03T08:00:00"))
+    assert len(plan_windows(begins, now, timedelta(days=30))) == 3
+    assert len(plan_windows(at("2000-01-01"), now, timedelta(days=30))) == 328  # what a calendar walk costs
+
+
+@pytest.mark.parametrize(
+    ("in_flight", "remaining", "depth", "expected", "why"),
+    [
+        (0, 3, 3, 3, "fill the pipeline at the start"),
+        (0, 3, 1, 1, "depth 1: one window at a time"),
+        (1, 5, 1, 0, "depth 1: nothing ahead while a file is read"),
+        (1, 5, 3, 2, "two more queued while the head's file is read"),
+        (3, 5, 3, 0, "full"),
+        (0, 2, 5, 2, "no more than the windows left"),
+        (2, 0, 3, 0, "nothing left to plan"),
+        (0, 50, 99, MAX_QUEUED + 1, "never more than Marketo's queue plus the file being read"),
+        (0, 4, 0, 1, "a depth below one still moves"),
+    ],
+)
+def test_jobs_to_start(in_flight: int, remaining: int, depth: int, expected: int, why: str) -> None:
+    assert jobs_to_start(in_flight, remaining, depth) == expected, why
+
+
+@pytest.mark.parametrize(
+    ("moment", "day"),
+    [
+        ("2026-12-04T05:59:59", "2026-12-03"),  # before midnight US Central
+        ("2026-12-04T06:00:00", "2026-12-04"),
+    ],
+)
+def test_allowance_day_is_us_central(moment: str, day: str) -> None:
+    assert allowance_day(at(moment)) == day
+
+
+def test_exported_bytes_count_completed_files_of_the_allowance_day_only() -> None:
+    jobs: list[dict[str, Any]] = [
+        {"status": "Completed", "finishedAt": "2026-12-04T10:00:00Z", "fileSize": 100},
+        {"status": "Completed", "finishedAt": "2026-12-04T05:00:00Z", "fileSize": 1000},  # the day before
+        {"status": "Failed", "finishedAt": "2026-12-04T10:00:00Z", "fileSize": 7},
+        {"status": "Completed", "finishedAt": "2026-12-04T11:00:00+00:00", "fileSize": 20},
+        {"status": "Completed", "finishedAt": "garbage", "fileSize": 5},
+        {"status": "Completed", "fileSize": 5},
+    ]
+    assert exported_bytes_on(jobs, "2026-12-04") == 120
+
+
+@pytest.mark.parametrize(
+    ("done_bytes", "done", "total", "expected"),
+    [(0, 0, 5, None), (300, 1, 3, 900), (300, 2, 3, 450), (300, 3, 3, 300), (10, 1, 0, None)],
+)
+def test_projected_bytes(done_bytes: int, done: int, total: int, expected: int | None) -> None:
+    assert projected_bytes(done_bytes, done, total) == expected
+
+
+def test_allowance_note_says_whether_the_projection_fits() -> None:
+    assert allowance_note(None, 100 * MB, 500 * MB) == "400.0 MB of today's 500 MB export allowance left"
+    fits = allowance_note(50 * MB, 100 * MB, 500 * MB)
+    assert "50.0 MB fits in the 400.0 MB left" in fits
+    assert "EXCEEDS the 0.0 MB left" in allowance_note(1 * MB, 600 * MB, 500 * MB)
