@@ -225,8 +225,10 @@ class MarketoLeadsStream(Stream):
         done = 0
         done_bytes = 0
         try:
-            self._start_jobs(exporter, fields, todo, in_flight, unqueued, depth)
-            while in_flight:
+            while True:
+                self._start_jobs(exporter, fields, todo, in_flight, unqueued, depth)
+                if not in_flight:
+                    break
                 head = in_flight[0]
                 began = time.monotonic()
                 job, head = self._await(exporter, head, in_flight)
