@@ -297,10 +297,12 @@ class MarketoLeadsStream(Stream):
     def _first_data(self, start: datetime) -> datetime:
         """The first extraction's start: the month of the oldest person's creation (its New Lead activity).
 
-        Two or three calls instead of an export job for every empty window since ``start_date``.
+        Two or three calls instead of an export job for every empty window since ``start_date``. The search
+        begins at Marketo's launch, not at ``start_date``: a person created before ``start_date`` and changed
+        after it must be exported even when nobody was created for months after ``start_date``.
         """
         try:
-            oldest = self._client.oldest_activity(NEW_LEAD, start)
+            oldest = self._client.oldest_activity(NEW_LEAD, min(start, DEFAULT_START))
         except MarketoApiError as exc:
             if exc.remedy is not Remedy.FATAL:
                 raise

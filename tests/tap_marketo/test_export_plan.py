@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from tap_marketo_leads.export import (
     plan_windows,
     projected_bytes,
 )
+from tap_marketo_leads.streams import DEFAULT_START, MarketoLeadsStream
 
 
 def at(text: str) -> datetime:
@@ -137,3 +140,35 @@ def test_allowance_note_says_whether_the_projection_fits() -> None:
     fits = allowance_note(50 * MB, 100 * MB, 500 * MB)
     assert "50.0 MB fits in the 400.0 MB left" in fits
     assert "EXCEEDS the 0.0 MB left" in allowance_note(1 * MB, 600 * MB, 500 * MB)
+
+
+class _OldestOnly:
+    """A client that only answers the oldest-activity question, remembering where the search began."""
+
+    def __init__(self, oldest: dict[str, Any] | None) -> None:
+        self.oldest = oldest
+        self.since: list[datetime] = []
+
+    def oldest_activity(self, activity_type_id: int, since: datetime, max_pages: int = 20) -> dict[str, Any] | None:
+        assert activity_type_id == 12  # New Lead
+        self.since.append(since)
+        return self.oldest
+
+
+@pytest.mark.parametrize(
+    ("start_date", "oldest", "expected"),
+    [
+        ("2006-01-01", {"activityDate": "2026-10-05T01:59:45Z", "leadId": 1}, "2026-10-01"),
+        # A person created long before start_date may have changed just after it: start_date stays.
+        ("2026-11-15", {"activityDate": "2019-03-02T00:00:00Z", "leadId": 1}, "2026-11-15"),
+        ("2026-11-15", None, "2026-11-15"),
+    ],
+)
+def test_the_first_extraction_looks_for_the_oldest_person_from_marketos_launch(
+    start_date: str, oldest: dict[str, Any] | None, expected: str
+) -> None:
+    client = _OldestOnly(oldest)
+    # The method needs only the client and a logger; no tap (whose construction would call Marketo).
+    stream = SimpleNamespace(_client=client, logger=logging.getLogger("test"))
+    assert MarketoLeadsStream._first_data(stream, at(start_date)) == at(expected)  # type: ignore[arg-type]
+    assert client.since == [DEFAULT_START]  # never from start_date: that could skip persons created before it

@@ -154,3 +154,33 @@ def test_a_tap_killed_mid_pipeline_resumes_from_its_last_state_without_losing_a_
     assert "exports" not in bookmark
     assert "exports_until" not in bookmark
     assert bookmark["replication_key_value"] == state["bookmarks"]["marketo_leads"]["exports_until"]
+
+
+def test_an_error_mid_pipeline_cancels_the_queued_jobs_and_keeps_the_next_window_for_the_next_run(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(export_delay=0.1)
+    admin = SandboxAdmin(sandbox.info)
+    admin.marketo.config(export_daily_quota_mb=0.001)  # the first file spends the day's allowance
+    config = tap_config(sandbox.info, window_days=7, export_pipeline_depth=3)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    completed = subprocess.run(
+        [TAP, "--config", str(tmp_path / "config.json")],
+        capture_output=True,
+        text=True,
+        env=tap_env(),
+        timeout=90,
+        check=False,
+    )
+    assert completed.returncode == 1, completed.stderr[-2000:]
+    assert "1029" in completed.stderr
+    assert re.search(r"Cancelled \d+ queued export\(s\) after the error", completed.stderr)
+    stats = admin.marketo.stats()
+    _, states, _ = parse_output(completed.stdout)
+    last = states[-1]["bookmarks"]["marketo_leads"]
+    # The next window's job stays in the state for the next run; nothing else is left queued in Marketo.
+    assert len(last["exports"]) == 1
+    emitted = len(_windows(completed.stderr))
+    assert emitted >= 1
+    assert stats["exports_cancelled"] >= 1
+    assert stats["exports_created"] == emitted + len(last["exports"]) + stats["exports_cancelled"]

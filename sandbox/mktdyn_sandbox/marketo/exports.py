@@ -270,6 +270,7 @@ class ExportJobs:
         with self._lock:
             job = self.get(export_id)
             if job.status in ("Created", *ACTIVE):
+                self.stats.count_event("exports_cancelled")
                 job.status = "Cancelled"
                 event = self._cancel.get(export_id)
                 if event is not None:
