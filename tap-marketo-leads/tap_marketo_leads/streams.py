@@ -204,17 +204,16 @@ class MarketoLeadsStream(Stream):
         state.pop("activity_token", None)
         pending = self._pending_exports(state, fields, exporter)
         plan_end = state.get("exports_until")
-        if pending or isinstance(plan_end, str):
-            # Finish what an interrupted run planned and stop at its end: resuming never pays for a
-            # second export of a window (nor a second share of the daily export allowance).
-            if pending:
-                window_start = min(window_start, _parse_time(pending[0].start))
-            if isinstance(plan_end, str):
-                now = min(now, _parse_time(plan_end))
-            elif pending:
-                now = min(now, _parse_time(pending[-1].end))
+        # Finish what an interrupted run planned and stop at its end: resuming never pays for a second
+        # export of a window (nor a second share of the daily export allowance).
+        if pending:
+            window_start = _parse_time(pending[0].start)
         elif not state.get("replication_key_value"):
             window_start = self._first_data(window_start)
+        if isinstance(plan_end, str):
+            now = min(now, _parse_time(plan_end))
+        elif pending:
+            now = min(now, _parse_time(pending[-1].end))
         resume_from = _parse_time(pending[-1].end) if pending else window_start
         todo = plan_windows(resume_from, now, window)
         total = len(pending) + len(todo)
