@@ -223,6 +223,7 @@ class MarketoLeadsStream(Stream):
         unqueued: set[str] = set()
         done = 0
         done_bytes = 0
+        warned = False
         try:
             while True:
                 self._start_jobs(exporter, fields, todo, in_flight, unqueued, depth)
@@ -259,6 +260,15 @@ class MarketoLeadsStream(Stream):
                     len(in_flight),
                     allowance_note(projected_bytes(done_bytes, done, total), self._used_today, self._allowance),
                 )
+                projected = projected_bytes(done_bytes, done, total)
+                if not warned and projected is not None and projected > self._allowance - self._used_today:
+                    warned = True
+                    self.logger.warning(
+                        "This extraction will likely exceed today's export allowance (%s): Marketo will refuse "
+                        "new export jobs (1029) and the run will stop; the next day's run carries on from the "
+                        "last window emitted",
+                        allowance_note(projected, self._used_today, self._allowance),
+                    )
         except BaseException as exc:
             self._cancel_queued(exporter, in_flight[1:], checkpoint=isinstance(exc, Exception))
             raise

@@ -22,6 +22,8 @@ from tap_marketo_leads.export import (
 )
 from tap_marketo_leads.streams import DEFAULT_START, MarketoLeadsStream
 
+from .fakes import ScriptedAdapter, envelope, make_client
+
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
@@ -172,3 +174,40 @@ def test_the_first_extraction_looks_for_the_oldest_person_from_marketos_launch(
     stream = SimpleNamespace(_client=client, logger=logging.getLogger("test"))
     assert MarketoLeadsStream._first_data(stream, at(start_date)) == at(expected)  # type: ignore[arg-type]
     assert client.since == [DEFAULT_START]  # never from start_date: that could skip persons created before it
+
+
+# -- the client's two look-ups, at the network edge ----------------------------------------------------------
+def test_oldest_activity_walks_empty_pages_to_the_first_new_lead_and_gives_up_after_max_pages() -> None:
+    adapter = ScriptedAdapter()
+    adapter.on("GET", "/rest/v1/activities/pagingtoken.json", [(200, envelope(nextPageToken="T0"))])
+    empty = (200, envelope(nextPageToken="T1", moreResult=True))  # Marketo scans in blocks: empty pages happen
+    first = {"leadId": 7, "activityDate": "2021-03-04T05:06:07Z", "activityTypeId": 12}
+    later = {"leadId": 9, "activityDate": "2021-03-05T00:00:00Z", "activityTypeId": 12}
+    adapter.on("GET", "/rest/v1/activities.json", [empty, empty, (200, envelope([later, first], moreResult=True))])
+    client = make_client(adapter)
+    assert client.oldest_activity(12, at("2006-01-01")) == first
+    pages = adapter.calls_to("/rest/v1/activities.json")
+    assert len(pages) == 3  # stops at the first page with an item
+    assert pages[0].query["activityTypeIds"] == ["12"]
+    assert adapter.calls_to("/rest/v1/activities/pagingtoken.json")[0].query["sinceDatetime"][0].startswith("2006")
+
+    endless = ScriptedAdapter()
+    endless.on("GET", "/rest/v1/activities/pagingtoken.json", [(200, envelope(nextPageToken="T0"))])
+    endless.on("GET", "/rest/v1/activities.json", [empty])
+    assert make_client(endless).oldest_activity(12, at("2006-01-01"), max_pages=4) is None
+    assert len(endless.calls_to("/rest/v1/activities.json")) == 4
+
+
+def test_lead_exports_pages_through_the_job_list() -> None:
+    adapter = ScriptedAdapter()
+    job = {"exportId": "a", "status": "Completed", "fileSize": 10, "finishedAt": "2026-12-04T10:00:00Z"}
+    adapter.on(
+        "GET",
+        "/bulk/v1/leads/export.json",
+        [(200, envelope([job], nextPageToken="P2")), (200, envelope([{**job, "exportId": "b"}]))],
+    )
+    jobs = list(make_client(adapter).lead_exports(["Completed"]))
+    assert [j["exportId"] for j in jobs] == ["a", "b"]
+    calls = adapter.calls_to("/bulk/v1/leads/export.json")
+    assert calls[0].query["status"] == ["Completed"]
+    assert calls[1].query["nextPageToken"] == ["P2"]

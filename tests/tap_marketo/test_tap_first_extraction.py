@@ -162,7 +162,7 @@ def test_an_error_mid_pipeline_cancels_the_queued_jobs_and_keeps_the_next_window
     sandbox = make_sandbox(export_delay=0.1)
     admin = SandboxAdmin(sandbox.info)
     admin.marketo.config(export_daily_quota_mb=0.001)  # the first file spends the day's allowance
-    config = tap_config(sandbox.info, window_days=7, export_pipeline_depth=3)
+    config = tap_config(sandbox.info, window_days=7, export_pipeline_depth=3, export_daily_allowance_mb=0.001)
     (tmp_path / "config.json").write_text(json.dumps(config))
     completed = subprocess.run(
         [TAP, "--config", str(tmp_path / "config.json")],
@@ -175,6 +175,7 @@ def test_an_error_mid_pipeline_cancels_the_queued_jobs_and_keeps_the_next_window
     assert completed.returncode == 1, completed.stderr[-2000:]
     assert "1029" in completed.stderr
     assert re.search(r"Cancelled \d+ queued export\(s\) after the error", completed.stderr)
+    assert "will likely exceed today's export allowance" in completed.stderr  # said before Marketo refuses
     stats = admin.marketo.stats()
     _, states, _ = parse_output(completed.stdout)
     last = states[-1]["bookmarks"]["marketo_leads"]
