@@ -39,6 +39,11 @@ class Stats:
         with self._lock:
             self._events[what] += n
 
+    def record_peak(self, what: str, value: int) -> None:
+        """Keep the highest ``value`` seen for ``what`` (``exports_peak_processing``, ...)."""
+        with self._lock:
+            self._events[what] = max(self._events[what], value)
+
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy of every counter."""
         with self._lock:

@@ -228,6 +228,32 @@ class MarketoClient:
                 for page in self._feed("/rest/v1/activities.json", start, params):
                     yield from page.items
 
+    def oldest_activity(self, activity_type_id: int, since: datetime, max_pages: int = 20) -> dict[str, Any] | None:
+        """The oldest activity of one type at or after ``since``; None when none is found within ``max_pages``.
+
+        A few calls (a paging token, then pages until the first item): how the first extraction learns when
+        the oldest person was created (New Lead activities are kept forever, reference §6.2).
+        """
+        token = self.get_paging_token(since)
+        pages = self._feed("/rest/v1/activities.json", token, {"activityTypeIds": str(activity_type_id)})
+        for number, page in enumerate(pages, start=1):
+            if page.items:
+                return min(page.items, key=lambda item: str(item.get("activityDate") or ""))
+            if number >= max_pages:
+                break
+        return None
+
+    def lead_exports(self, statuses: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Lead export jobs of this API user from the last seven days in the given statuses (every page)."""
+        params: dict[str, Any] = {"status": ",".join(statuses), "batchSize": str(self._page_size)}
+        while True:
+            payload = self._transport.call("GET", "/bulk/v1/leads/export.json", kind="read", params=params)
+            yield from (dict(job) for job in payload.get("result") or [])
+            token = payload.get("nextPageToken")
+            if not token:
+                return
+            params = {**params, "nextPageToken": str(token)}
+
     # -- writing persons -----------------------------------------------------------------------
     def sync_leads(self, action: str, records: Sequence[Mapping[str, Any]], lookup_field: str) -> list[RecordOutcome]:
         """Create or update persons, 300 per call, and say what happened to each record.

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -31,6 +31,96 @@ logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 16
 FINISHED = frozenset({"Completed", "Failed", "Cancelled", "Canceled"})
+#: Marketo's bulk extract limits (reference §6.1): two jobs processing, ten queued (processing included).
+MAX_PROCESSING = 2
+MAX_QUEUED = 10
+#: A New Lead activity can be stamped a moment after the person's ``createdAt``: look back this much more.
+CREATION_SLACK = timedelta(days=1)
+#: Marketo's export allowance day starts at midnight US Central time (CST, UTC-6).
+ALLOWANCE_DAY_OFFSET = timedelta(hours=-6)
+MB = 1024 * 1024
+
+
+# -- planning (pure) ---------------------------------------------------------------------------------
+def month_start(moment: datetime) -> datetime:
+    """The first instant (UTC) of the month holding ``moment``."""
+    utc = moment.astimezone(UTC)
+    return utc.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def data_begins(start_date: datetime, first_created: datetime | None) -> datetime:
+    """Where a first extraction starts: the month holding the first person, never before ``start_date``.
+
+    Nobody can have changed before they were created, so windows before the oldest person's creation
+    cannot hold anyone; paying an export job for each of them is what made a first sync grow with the
+    calendar. ``None`` (the oldest creation is unknown) keeps ``start_date``: slower, never lossy.
+    """
+    if first_created is None:
+        return start_date
+    return max(start_date, month_start(first_created - CREATION_SLACK))
+
+
+def plan_windows(start: datetime, end: datetime, size: timedelta) -> list[tuple[datetime, datetime]]:
+    """Consecutive ``[start, end)`` export windows of at most ``size``, covering ``[start, end)`` exactly."""
+    if size <= timedelta(0):
+        raise ValueError("window size must be positive")
+    windows: list[tuple[datetime, datetime]] = []
+    cursor = start
+    while cursor < end:
+        stop = min(cursor + size, end)
+        windows.append((cursor, stop))
+        cursor = stop
+    return windows
+
+
+def jobs_to_start(in_flight: int, remaining: int, depth: int) -> int:
+    """How many export jobs to create now so that ``depth`` windows are in flight (Marketo's queue at most).
+
+    ``in_flight`` counts created jobs whose records are not all emitted yet, including the window whose
+    file is being read (that job has left Marketo's queue). ``depth`` 1 is one window at a time.
+    """
+    wanted = max(1, min(depth, MAX_QUEUED + 1)) - in_flight
+    return max(0, min(wanted, remaining))
+
+
+def allowance_day(moment: datetime) -> str:
+    """The export-allowance day (``YYYY-MM-DD``, US Central) of a moment."""
+    return (moment.astimezone(UTC) + ALLOWANCE_DAY_OFFSET).date().isoformat()
+
+
+def exported_bytes_on(jobs: Iterable[dict[str, Any]], day: str) -> int:
+    """Bytes of completed export files finished on allowance day ``day`` (what Marketo meters)."""
+    total = 0
+    for job in jobs:
+        finished, size = job.get("finishedAt"), job.get("fileSize")
+        if job.get("status") != "Completed" or not isinstance(finished, str) or not isinstance(size, int):
+            continue
+        try:
+            moment = datetime.fromisoformat(finished.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if moment.tzinfo is not None and allowance_day(moment) == day:
+            total += size
+    return total
+
+
+def projected_bytes(done_bytes: int, done_windows: int, total_windows: int) -> int | None:
+    """The whole extraction's file bytes, extrapolated from the windows read so far (None before the first)."""
+    if done_windows <= 0 or total_windows <= 0:
+        return None
+    return round(done_bytes * max(total_windows, done_windows) / done_windows)
+
+
+def allowance_note(projected: int | None, used_today: int, allowance: int) -> str:
+    """One sentence comparing the projected export size with what is left of today's allowance."""
+    left = max(0, allowance - used_today)
+    if projected is None:
+        return f"{left / MB:,.1f} MB of today's {allowance / MB:,.0f} MB export allowance left"
+    verdict = "fits in" if projected <= left else "EXCEEDS"
+    return (
+        f"projected {projected / MB:,.1f} MB {verdict} the {left / MB:,.1f} MB left of today's "
+        f"{allowance / MB:,.0f} MB export allowance"
+    )
 
 
 # -- download --------------------------------------------------------------------------------------
@@ -228,18 +318,28 @@ class LeadExporter:
         self._clock = clock
 
     def start(self, fields: list[str], start: datetime, end: datetime) -> str:
-        """Create and enqueue an export for persons changed in ``[start, end)``; return its id."""
+        """Create and enqueue an export for persons changed in ``[start, end)``; return its id.
+
+        When Marketo's queue is full (other integrations' jobs), the job stays ``Created`` and is
+        enqueued by a later :meth:`enqueue` or :meth:`wait`.
+        """
         export_id = self._client.create_lead_export(fields, start, end)
-        self._enqueue(export_id)
+        self.enqueue(export_id)
         return export_id
 
-    def _enqueue(self, export_id: str) -> None:
+    def enqueue(self, export_id: str) -> bool:
+        """Put a created job in Marketo's queue; False when the queue is full (try again later)."""
         try:
             self._client.enqueue_lead_export(export_id)
         except ApiError as exc:
-            if exc.code == "1029" and "already" in exc.api_message.lower():
-                return  # enqueued by an earlier, interrupted run
+            message = exc.api_message.lower()
+            if exc.code == "1029" and "already" in message:
+                return True  # enqueued by an earlier, interrupted run
+            if exc.code == "1029" and "queue" in message and "quota" not in message:
+                logger.info("Marketo's export queue is full; export %s waits to be enqueued", export_id)
+                return False
             raise
+        return True
 
     def wait(self, export_id: str) -> dict[str, Any]:
         """Poll until the job completes; return its final job record.
@@ -252,7 +352,7 @@ class LeadExporter:
             job = self._client.lead_export_status(export_id)
             status = str(job.get("status", ""))
             if status == "Created":
-                self._enqueue(export_id)  # created but never enqueued (interrupted in between)
+                self.enqueue(export_id)  # created but never enqueued (interrupted, or the queue was full)
             elif status == "Completed":
                 return job
             elif status in FINISHED:

@@ -10,6 +10,7 @@ a second one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,20 @@ from singer_sdk.singerlib.catalog import Metadata
 from tap_marketo_leads.client import MarketoClient, chunked, iso_z
 from tap_marketo_leads.connection import MAX_BATCH
 from tap_marketo_leads.envelope import MarketoApiError, Remedy
-from tap_marketo_leads.export import ExportCheckpoint, ExportFailedError, LeadExporter
+from tap_marketo_leads.export import (
+    MAX_QUEUED,
+    MB,
+    ExportCheckpoint,
+    ExportFailedError,
+    LeadExporter,
+    allowance_day,
+    allowance_note,
+    data_begins,
+    exported_bytes_on,
+    jobs_to_start,
+    plan_windows,
+    projected_bytes,
+)
 from tap_marketo_leads.schema import (
     DELETED_AT,
     KEY,
@@ -40,6 +54,15 @@ OVERLAP = timedelta(minutes=1)
 #: Marketo may prune delete activities after about 14 days; a first run looks no further back.
 DELETE_HORIZON = timedelta(days=15)
 UNSUPPORTED_FILTER = "1035"
+#: Marketo's New Lead activity type (kept forever, unlike other activities): dates each person's creation.
+NEW_LEAD = 12
+#: Export windows in flight by default: two processing in Marketo and one queued behind them.
+DEFAULT_PIPELINE_DEPTH = 3
+#: Marketo's default daily bulk export allowance.
+DEFAULT_ALLOWANCE_MB = 500
+#: Where a first extraction starts when ``start_date`` is not set: no Marketo subscription holds persons
+#: created before Marketo's launch year; the first run skips on to the month of the oldest person anyway.
+DEFAULT_START = datetime(2006, 1, 1, tzinfo=UTC)
 # Fields that are never "changed" in the activity feed's sense.
 _NOT_CHANGE_FIELDS = frozenset({KEY, REPLICATION_KEY, "createdAt", DELETED_AT})
 
@@ -128,7 +151,7 @@ class MarketoLeadsStream(Stream):
         """Changed persons, then deleted persons, since the bookmark."""
         state = self.stream_state
         had_bookmark = bool(state.get("replication_key_value"))
-        start = self.get_starting_timestamp(context) or datetime(2000, 1, 1, tzinfo=UTC)
+        start = self.get_starting_timestamp(context) or DEFAULT_START
         window_start = start - OVERLAP if had_bookmark else start
         fields = self.selected_fields()
         typer = ValueTyper({name: self.schema["properties"][name] for name in fields})
@@ -168,61 +191,238 @@ class MarketoLeadsStream(Stream):
     def _bulk_records(
         self, state: dict[str, Any], fields: list[str], typer: ValueTyper, window_start: datetime, now: datetime
     ) -> Iterator[dict[str, Any]]:
+        """Export windows, pipelined: the next jobs wait in Marketo's queue while a file is read.
+
+        Records come out strictly in window order and the bookmark moves to a window's end only once
+        all its records are out. The state lists the jobs in flight (``exports``, in window order) and
+        the end of the run's plan (``exports_until``): a run killed anywhere resumes those jobs, creates
+        the windows still missing up to that end, and stops there; the next run carries on from it.
+        """
         exporter = LeadExporter(self._client, float(self.config.get("poll_interval_seconds") or 60))
         window = timedelta(days=min(31, max(1, int(self.config.get("window_days") or 30))))
+        depth = max(1, min(MAX_QUEUED, int(self.config.get("export_pipeline_depth") or DEFAULT_PIPELINE_DEPTH)))
         state.pop("activity_token", None)
-        pending = ExportCheckpoint.from_state(state.get("export"))
-        if pending is not None and pending.fields != fields:
-            self.logger.info("Export %s in the state asked for other fields; starting a fresh one", pending.export_id)
-            exporter.cancel_quietly(pending.export_id)
-            pending = None
-        if pending is not None:
-            # Finish the interrupted export and stop at its end: the next run carries on from there,
-            # so resuming never costs a second export (nor a second share of the daily export quota).
-            window_start = min(window_start, _parse_time(pending.start))
-            now = min(now, _parse_time(pending.end))
-        while window_start < now:
-            if pending is not None:
-                checkpoint = pending
-                pending = None
-                self.logger.info(
-                    "Resuming export %s (%s to %s) from the state",
-                    checkpoint.export_id,
-                    checkpoint.start,
-                    checkpoint.end,
-                )
-            else:
-                window_end = min(window_start + window, now)
-                export_id = exporter.start(fields, window_start, window_end)
-                checkpoint = ExportCheckpoint(export_id, iso_z(window_start), iso_z(window_end), fields)
-                state["export"] = checkpoint.to_state()
+        pending = self._pending_exports(state, fields, exporter)
+        plan_end = state.get("exports_until")
+        # Finish what an interrupted run planned and stop at its end: resuming never pays for a second
+        # export of a window (nor a second share of the daily export allowance).
+        if pending:
+            window_start = _parse_time(pending[0].start)
+        elif not state.get("replication_key_value"):
+            window_start = self._first_data(window_start)
+        if isinstance(plan_end, str):
+            now = min(now, _parse_time(plan_end))
+        elif pending:
+            now = min(now, _parse_time(pending[-1].end))
+        resume_from = _parse_time(pending[-1].end) if pending else window_start
+        todo = plan_windows(resume_from, now, window)
+        total = len(pending) + len(todo)
+        state["exports_until"] = iso_z(now)
+        self._log_plan(total, window_start, now, depth, bool(pending))
+        in_flight: list[ExportCheckpoint] = list(pending)
+        unqueued: set[str] = set()
+        done = 0
+        done_bytes = 0
+        warned = False
+        try:
+            while True:
+                self._start_jobs(exporter, fields, todo, in_flight, unqueued, depth)
+                if not in_flight:
+                    break
+                head = in_flight[0]
+                began = time.monotonic()
+                job, head = self._await(exporter, head, in_flight)
+                unqueued.discard(head.export_id)
+                # The head has left Marketo's queue: the next windows queue behind it while its file is read.
+                self._start_jobs(exporter, fields, todo, in_flight, unqueued, depth)
+                count = 0
+                for record in self._read_window(exporter, head, job, typer, in_flight):
+                    count += 1
+                    yield record
+                in_flight.pop(0)
+                done += 1
+                size = job.get("fileSize")
+                done_bytes += size if isinstance(size, int) else 0
+                state["exports"] = [checkpoint.to_state() for checkpoint in in_flight]
+                state["replication_key"] = REPLICATION_KEY
+                state["replication_key_value"] = head.end
+                state["updated_at_filter"] = True
                 self._checkpoint()
                 self.logger.info(
-                    "Export %s started for persons changed %s to %s", export_id, checkpoint.start, checkpoint.end
+                    "Window %d/%d (%s to %s) emitted: %d persons, %.1f MB, %.1f s; %d export(s) in flight; %s",
+                    done,
+                    total,
+                    head.start,
+                    head.end,
+                    count,
+                    (size if isinstance(size, int) else 0) / MB,
+                    time.monotonic() - began,
+                    len(in_flight),
+                    allowance_note(projected_bytes(done_bytes, done, total), self._used_today, self._allowance),
                 )
-            yield from self._export_window(exporter, checkpoint, typer)
-            state.pop("export", None)
-            state["replication_key"] = REPLICATION_KEY
-            state["replication_key_value"] = checkpoint.end
-            state["updated_at_filter"] = True
-            self._checkpoint()
-            window_start = _parse_time(checkpoint.end)
+                projected = projected_bytes(done_bytes, done, total)
+                if not warned and projected is not None and projected > self._allowance - self._used_today:
+                    warned = True
+                    self.logger.warning(
+                        "This extraction will likely exceed today's export allowance (%s): Marketo will refuse "
+                        "new export jobs (1029) and the run will stop; the next day's run carries on from the "
+                        "last window emitted",
+                        allowance_note(projected, self._used_today, self._allowance),
+                    )
+        except BaseException as exc:
+            self._cancel_queued(exporter, in_flight[1:], checkpoint=isinstance(exc, Exception))
+            raise
+        state.pop("exports", None)
+        state.pop("export", None)
+        state.pop("exports_until", None)
+        state["replication_key"] = REPLICATION_KEY
+        state["replication_key_value"] = iso_z(now)
+        state["updated_at_filter"] = True
+        self._checkpoint()
 
-    def _export_window(
-        self, exporter: LeadExporter, checkpoint: ExportCheckpoint, typer: ValueTyper
-    ) -> Iterator[dict[str, Any]]:
+    # -- bulk helpers -------------------------------------------------------------------------
+    _used_today = 0
+    _allowance = DEFAULT_ALLOWANCE_MB * MB
+
+    def _pending_exports(
+        self, state: dict[str, Any], fields: list[str], exporter: LeadExporter
+    ) -> list[ExportCheckpoint]:
+        """The jobs an interrupted run left in flight (``export`` is the single-job form of older states)."""
+        raw = state.get("exports")
+        items = raw if isinstance(raw, list) else [state.get("export")]
+        pending = [c for c in (ExportCheckpoint.from_state(item) for item in items) if c is not None]
+        state.pop("export", None)
+        if any(checkpoint.fields != fields for checkpoint in pending):
+            self.logger.info("Exports in the state asked for other fields; starting fresh ones")
+            for checkpoint in pending:
+                exporter.cancel_quietly(checkpoint.export_id)
+            return []
+        for checkpoint in pending:
+            self.logger.info(
+                "Resuming export %s (%s to %s) from the state", checkpoint.export_id, checkpoint.start, checkpoint.end
+            )
+        return pending
+
+    def _first_data(self, start: datetime) -> datetime:
+        """The first extraction's start: the month of the oldest person's creation (its New Lead activity).
+
+        Two or three calls instead of an export job for every empty window since ``start_date``. The search
+        begins at Marketo's launch, not at ``start_date``: a person created before ``start_date`` and changed
+        after it must be exported even when nobody was created for months after ``start_date``.
+        """
         try:
-            job = exporter.wait(checkpoint.export_id)
+            oldest = self._client.oldest_activity(NEW_LEAD, min(start, DEFAULT_START))
+        except MarketoApiError as exc:
+            if exc.remedy is not Remedy.FATAL:
+                raise
+            self.logger.warning("Could not read the oldest New Lead activity (%s); exporting from %s", exc, start)
+            return start
+        created = _parse_time(str(oldest["activityDate"])) if oldest and oldest.get("activityDate") else None
+        begins = data_begins(start, created)
+        if created is None:
+            self.logger.warning("No New Lead activity found since %s; exporting every window from it", iso_z(start))
+        else:
+            self.logger.info(
+                "Oldest person created %s (New Lead activity of person %s): exports start %s, not %s",
+                iso_z(created),
+                oldest.get("leadId") if oldest else None,
+                iso_z(begins),
+                iso_z(start),
+            )
+        return begins
+
+    def _log_plan(self, total: int, start: datetime, end: datetime, depth: int, resuming: bool) -> None:
+        """What this run will cost: windows, and the export allowance already spent today.
+
+        The allowance spent is read from this API user's job list (one call), only when the run has more
+        than one window to export: an incremental run's single window costs nothing worth a call.
+        """
+        self._allowance = int(float(self.config.get("export_daily_allowance_mb") or DEFAULT_ALLOWANCE_MB) * MB)
+        if total <= 1:
+            self.logger.info("Export plan: %d window(s) from %s to %s", total, iso_z(start), iso_z(end))
+            return
+        try:
+            today = allowance_day(_now())
+            self._used_today = exported_bytes_on(self._client.lead_exports(["Completed"]), today)
+        except ApiError as exc:
+            self.logger.info("Could not list today's exports (%s); assuming none", exc)
+            self._used_today = 0
+        self.logger.info(
+            "%s: %d export window(s) from %s to %s, up to %d in flight; %s",
+            "Resuming the export plan" if resuming else "Export plan",
+            total,
+            iso_z(start),
+            iso_z(end),
+            depth,
+            allowance_note(None, self._used_today, self._allowance),
+        )
+
+    def _start_jobs(
+        self,
+        exporter: LeadExporter,
+        fields: list[str],
+        todo: list[tuple[datetime, datetime]],
+        in_flight: list[ExportCheckpoint],
+        unqueued: set[str],
+        depth: int,
+    ) -> None:
+        """Enqueue jobs left waiting by a full queue, then create jobs until ``depth`` windows are in flight."""
+        for checkpoint in in_flight[1:]:
+            if checkpoint.export_id in unqueued and exporter.enqueue(checkpoint.export_id):
+                unqueued.discard(checkpoint.export_id)
+        for _ in range(jobs_to_start(len(in_flight), len(todo), depth)):
+            if unqueued:
+                return  # the queue is full: more jobs would only wait as Created
+            start, end = todo.pop(0)
+            export_id = self._client.create_lead_export(fields, start, end)
+            checkpoint = ExportCheckpoint(export_id, iso_z(start), iso_z(end), fields)
+            in_flight.append(checkpoint)
+            self.stream_state["exports"] = [item.to_state() for item in in_flight]
+            self._checkpoint()
+            if not exporter.enqueue(export_id):
+                unqueued.add(export_id)
+            self.logger.info(
+                "Export %s queued for persons changed %s to %s", export_id, checkpoint.start, checkpoint.end
+            )
+
+    def _cancel_queued(self, exporter: LeadExporter, queued: list[ExportCheckpoint], *, checkpoint: bool) -> None:
+        """On an error, free Marketo's queue of jobs whose windows this run will not read."""
+        if not queued:
+            return
+        for item in queued:
+            exporter.cancel_quietly(item.export_id)
+        ids = {item.export_id for item in queued}
+        exports = self.stream_state.get("exports")
+        if isinstance(exports, list):
+            self.stream_state["exports"] = [e for e in exports if not (isinstance(e, dict) and e.get("id") in ids)]
+        self.logger.info("Cancelled %d queued export(s) after the error", len(queued))
+        if checkpoint:
+            self._checkpoint()
+
+    def _await(
+        self, exporter: LeadExporter, checkpoint: ExportCheckpoint, in_flight: list[ExportCheckpoint]
+    ) -> tuple[dict[str, Any], ExportCheckpoint]:
+        """The head window's completed job (exported again when Marketo lost or failed it)."""
+        try:
+            return exporter.wait(checkpoint.export_id), checkpoint
         except ExportFailedError as exc:
             self.logger.warning("Export %s cannot be used (%s); exporting the window again", checkpoint.export_id, exc)
-            job, checkpoint = self._restart(exporter, checkpoint)
         except MarketoApiError as exc:
             if exc.remedy is not Remedy.FATAL:
                 raise
             self.logger.warning(
                 "Export %s is unknown to Marketo (%s); exporting the window again", checkpoint.export_id, exc
             )
-            job, checkpoint = self._restart(exporter, checkpoint)
+        return self._restart(exporter, checkpoint, in_flight)
+
+    def _read_window(
+        self,
+        exporter: LeadExporter,
+        checkpoint: ExportCheckpoint,
+        job: dict[str, Any],
+        typer: ValueTyper,
+        in_flight: list[ExportCheckpoint],
+    ) -> Iterator[dict[str, Any]]:
         count = 0
         try:
             for record in exporter.records(checkpoint.export_id, job, typer):
@@ -233,16 +433,17 @@ class MarketoLeadsStream(Stream):
             if exc.code != "file-not-found" or count:
                 raise
             self.logger.warning("Export %s file is gone (%s); exporting the window again", checkpoint.export_id, exc)
-            job, checkpoint = self._restart(exporter, checkpoint)
+            job, checkpoint = self._restart(exporter, checkpoint, in_flight)
             for record in exporter.records(checkpoint.export_id, job, typer):
-                count += 1
                 yield self._complete(record, checkpoint.fields)
-        self.logger.info("Export %s: %d persons", checkpoint.export_id, count)
 
-    def _restart(self, exporter: LeadExporter, checkpoint: ExportCheckpoint) -> tuple[dict[str, Any], ExportCheckpoint]:
+    def _restart(
+        self, exporter: LeadExporter, checkpoint: ExportCheckpoint, in_flight: list[ExportCheckpoint]
+    ) -> tuple[dict[str, Any], ExportCheckpoint]:
         export_id = exporter.start(checkpoint.fields, _parse_time(checkpoint.start), _parse_time(checkpoint.end))
         fresh = replace(checkpoint, export_id=export_id)
-        self.stream_state["export"] = fresh.to_state()
+        in_flight[0] = fresh
+        self.stream_state["exports"] = [item.to_state() for item in in_flight]
         self._checkpoint()
         return exporter.wait(export_id), fresh
 
@@ -269,7 +470,8 @@ class MarketoLeadsStream(Stream):
         for batch in chunked(pending, MAX_BATCH):
             yield from self._leads_by_id(list(batch), fields, typer)
         self.logger.info("Activity feed: %d changed persons", len(seen))
-        state.pop("export", None)
+        for key in ("export", "exports", "exports_until"):
+            state.pop(key, None)
         state["activity_token"] = last_token
         state["replication_key"] = REPLICATION_KEY
         state["replication_key_value"] = iso_z(now)

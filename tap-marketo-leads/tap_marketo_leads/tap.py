@@ -13,6 +13,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
+from tap_marketo_leads.export import MAX_QUEUED
 from tap_marketo_leads.schema import build_lead_schema
 from tap_marketo_leads.streams import MarketoLeadsStream
 
@@ -50,8 +51,11 @@ class TapMarketoLeads(Tap):
             "start_date",
             th.DateTimeType,
             title="Start date",
-            default="2000-01-01T00:00:00Z",
-            description="Extract persons changed at or after this time on the first run.",
+            default="2006-01-01T00:00:00Z",
+            description="Extract persons changed at or after this time on the first run. The first "
+            "extraction starts at the month of the oldest person's creation when that is later (found "
+            "from its New Lead activity), so an early date costs nothing; the default (Marketo's launch "
+            "year) covers every person.",
         ),
         th.Property(
             "ca_bundle",
@@ -108,6 +112,23 @@ class TapMarketoLeads(Tap):
             description="Days per bulk export window (Marketo allows at most 31).",
         ),
         th.Property(
+            "export_pipeline_depth",
+            th.IntegerType,
+            default=3,
+            title="Export windows in flight",
+            description="Export jobs created ahead while a file is read (1 = one window at a time; at most "
+            "10, Marketo's queue, which it shares with every integration of the subscription). Marketo "
+            "processes two at once; a third queued behind them keeps both slots busy.",
+        ),
+        th.Property(
+            "export_daily_allowance_mb",
+            th.NumberType,
+            default=500,
+            title="Daily export allowance (MB)",
+            description="The subscription's daily bulk export allowance, to judge the first extraction's "
+            "projected size against (Marketo's default is 500 MB; the API does not report it).",
+        ),
+        th.Property(
             "poll_interval_seconds",
             th.NumberType,
             default=60,
@@ -144,6 +165,10 @@ class TapMarketoLeads(Tap):
                 if value is not None and (isinstance(value, bool) or float(value) < 0):
                     message = f"setting {setting!r}: must not be negative (got {value!r})"
                     raise ConfigValidationError(message, errors=[message])
+            depth = self.config.get("export_pipeline_depth")
+            if depth is not None and (isinstance(depth, bool) or not 1 <= int(depth) <= MAX_QUEUED):
+                message = f"setting 'export_pipeline_depth': must be 1 to {MAX_QUEUED} (got {depth!r})"
+                raise ConfigValidationError(message, errors=[message])
             self._client = MarketoClient(connection)
         return self._client
 

@@ -80,14 +80,14 @@ def test_interrupted_export_is_resumed_not_recreated(make_sandbox: MakeSandbox, 
     try:
         for line in process.stdout:
             message = json.loads(line)
-            if message["type"] == "STATE" and "export" in message["value"]["bookmarks"].get("marketo_leads", {}):
+            if message["type"] == "STATE" and message["value"]["bookmarks"].get("marketo_leads", {}).get("exports"):
                 interrupted_state = message["value"]
                 break
     finally:
         process.kill()
         process.wait(10)
     assert interrupted_state is not None
-    export_id = interrupted_state["bookmarks"]["marketo_leads"]["export"]["id"]
+    export_id = interrupted_state["bookmarks"]["marketo_leads"]["exports"][0]["id"]
     assert _exports_created(admin.marketo.stats()) == 1
 
     resumed = run_tap(tmp_path / "resumed", config, interrupted_state)
@@ -98,6 +98,7 @@ def test_interrupted_export_is_resumed_not_recreated(make_sandbox: MakeSandbox, 
     assert resumed.records
     assert all(r["_sdc_deleted_at"] is None for r in resumed.records)
     assert "export" not in resumed.state["bookmarks"]["marketo_leads"]
+    assert "exports" not in resumed.state["bookmarks"]["marketo_leads"]
 
 
 def _exports_created(stats: dict[str, Any]) -> int:

@@ -262,6 +262,7 @@ class ExportJobs:
             job.status, job.queued_ts = "Queued", now
             self._save(job)
             self.advance()
+            self._record_peaks()
             return job
 
     def cancel(self, export_id: str) -> ExportJob:
@@ -269,6 +270,7 @@ class ExportJobs:
         with self._lock:
             job = self.get(export_id)
             if job.status in ("Created", *ACTIVE):
+                self.stats.count_event("exports_cancelled")
                 job.status = "Cancelled"
                 event = self._cancel.get(export_id)
                 if event is not None:
@@ -329,6 +331,14 @@ class ExportJobs:
                     processing += 1
                     self._save(job)
                     self._start_worker(job)
+            self._record_peaks()
+
+    def _record_peaks(self) -> None:
+        """The most jobs ever processing and active at once, so tests can check the limits held."""
+        processing = sum(1 for job in self._jobs.values() if job.status == "Processing")
+        active = sum(1 for job in self._jobs.values() if job.status in ACTIVE)
+        self.stats.record_peak("exports_peak_processing", processing)
+        self.stats.record_peak("exports_peak_active", active)
 
     def _finished(self, job: ExportJob) -> bool:
         worker = self._workers.get(job.export_id)
