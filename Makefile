@@ -10,7 +10,9 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
 .PHONY: install lint typecheck unit test demo bench matrix dist clean
 
+# .venv from uv.lock, then `meltano install` of every plugin in meltano.yml (skipped while nothing it installs changed).
 install: $(VENV)/.installed
+	@$(BIN)/python -m scripts.meltano_plugins
 
 $(VENV)/.installed: pyproject.toml uv.lock $(wildcard */pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
