@@ -61,7 +61,10 @@ def shell_blocks() -> list[Block]:
 
 
 def test_every_shell_block_is_run_or_says_why_not() -> None:
-    """A block in another shell dialect or with an empty reason would silently escape the run below."""
+    """A block in another shell dialect, in a fence with no language or with an empty reason would silently
+    escape the run below."""
+    for block in blocks(README.read_text()):
+        assert block.lang, f"README.md:{block.line}: name the fence's language (```bash for commands)"
     every = shell_blocks()
     assert any(b.skip is None for b in every)
     for block in every:

@@ -36,9 +36,13 @@ def run(*args: str | Path, timeout: float = 240, **kwargs: object) -> subprocess
 
 
 def clean_venv(directory: Path) -> Path:
-    """A virtualenv that has nothing of this workspace; returns its python."""
-    run(BIN / "uv", "venv", "--quiet", "--python", sys.executable, directory)
-    return directory / "bin" / "python"
+    """A virtualenv with pip and nothing of this workspace; returns its pip.
+
+    pip, not uv: uv would find the workspace above a package and resolve its siblings from there, which is
+    exactly what pip (and every other installer) cannot do.
+    """
+    run(sys.executable, "-m", "venv", directory)
+    return directory / "bin" / "pip"
 
 
 def meltano_env(project: Path) -> dict[str, str]:
@@ -48,12 +52,12 @@ def meltano_env(project: Path) -> dict[str, str]:
 
 
 def test_a_tap_installs_with_one_pip_install_from_a_checkout(tmp_path: Path) -> None:
-    python = clean_venv(tmp_path / "venv")
-    run(BIN / "uv", "pip", "install", "--quiet", "--python", python, ROOT / "tap-dynamics-leads")
+    pip = clean_venv(tmp_path / "venv")
+    run(pip, "install", "--quiet", ROOT / "tap-dynamics-leads")
     about = json.loads(run(tmp_path / "venv" / "bin" / "tap-dynamics-leads", "--about", "--format", "json").stdout)
     assert about["name"] == "tap-dynamics-leads"
     assert "stream-maps" in about["capabilities"]
-    installed = run(BIN / "uv", "pip", "list", "--python", python, "--format", "json").stdout
+    installed = run(pip, "list", "--format", "json").stdout
     assert "mktdyn-common" in {p["name"] for p in json.loads(installed)}
 
 
@@ -69,8 +73,8 @@ def test_make_dist_wheels_install_by_name_with_no_path_of_this_machine(tmp_path:
         with zipfile.ZipFile(wheel) as archive:
             for name in archive.namelist():
                 assert str(ROOT).encode() not in archive.read(name), f"{wheel.name}:{name} names this checkout"
-    python = clean_venv(tmp_path / "venv")
-    run(BIN / "uv", "pip", "install", "--quiet", "--python", python, "--find-links", dist, "target-mktdyn-merge")
+    pip = clean_venv(tmp_path / "venv")
+    run(pip, "install", "--quiet", "--find-links", dist, "target-mktdyn-merge")
     for executable in (*PLUGINS, "mktdyn"):
         assert (tmp_path / "venv" / "bin" / executable).exists(), executable
     about = json.loads(run(tmp_path / "venv" / "bin" / "target-mktdyn-merge", "--about", "--format", "json").stdout)
