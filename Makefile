@@ -38,7 +38,7 @@ matrix: install
 		tests/target/test_crash_matrix.py tests/target/test_crash_recovery.py
 
 demo: install
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python -m scripts.demo
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
