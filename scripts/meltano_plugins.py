@@ -38,6 +38,17 @@ def _fingerprint() -> str:
     return digest.hexdigest()
 
 
+def _venvs_present() -> bool:
+    """Every plugin with its own pip_url has its virtualenv (someone may have deleted one)."""
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    return all(
+        (SYS_DIR / plugin_type / plugin["name"] / "venv" / "bin" / "python").exists()
+        for plugin_type, group in project["plugins"].items()
+        for plugin in group
+        if plugin.get("pip_url") and "inherit_from" not in plugin
+    )
+
+
 def install_plugins() -> None:
     """``meltano install`` into the project's ``.meltano``, unless nothing it installs has changed since.
 
@@ -48,7 +59,7 @@ def install_plugins() -> None:
     with (SYS_DIR / "mktdyn-plugins.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         fingerprint = _fingerprint()
-        if stamp.exists() and stamp.read_text() == fingerprint:
+        if stamp.exists() and stamp.read_text() == fingerprint and _venvs_present():
             return
         env = {k: v for k, v in os.environ.items() if not k.startswith("MELTANO_")}
         env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
