@@ -100,3 +100,8 @@ def test_every_plugin_is_installable_from_this_checkout() -> None:
 def test_no_deprecated_project_version() -> None:
     """Meltano 4 warns on every command that `version: 1` is deprecated."""
     assert "version" not in PROJECT
+
+
+def test_plugins_install_with_the_uv_backend() -> None:
+    """pip (the virtualenv backend) refuses `-e mktdyn-common` next to a plugin requiring it by path; uv takes both."""
+    assert PROJECT["venv"]["backend"] == "uv"
