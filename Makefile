@@ -8,9 +8,11 @@ PYTEST_ARGS ?= -n 2
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: install lint typecheck unit test demo bench matrix clean
+.PHONY: install lint typecheck unit test demo bench matrix dist clean
 
+# .venv from uv.lock, then `meltano install` of every plugin in meltano.yml (skipped while nothing it installs changed).
 install: $(VENV)/.installed
+	@$(BIN)/python -m scripts.meltano_plugins
 
 $(VENV)/.installed: pyproject.toml uv.lock $(wildcard */pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,10 +38,17 @@ matrix: install
 		tests/target/test_crash_matrix.py tests/target/test_crash_recovery.py
 
 demo: install
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python -m scripts.demo
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
+# Wheels of every package into dist/, for `pip install --find-links dist tap-marketo-leads` on another machine.
+# MKTDYN_REQUIRE_BY_NAME set (empty) makes the plugins require each other by name, not by this checkout's path.
+dist: install
+	rm -rf dist
+	MKTDYN_REQUIRE_BY_NAME= $(BIN)/uv build --all-packages --wheel --out-dir dist --quiet
+	@ls dist
+
 clean:
-	rm -rf $(VENV) .mktdyn .meltano output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mktdyn .meltano output dist .pytest_cache .mypy_cache .ruff_cache

@@ -67,6 +67,7 @@ from benchmarks.common import (
     target_config,
     write_json,
 )
+from scripts.meltano_plugins import use_installed_plugins
 
 BATCH_SIZE = 100  # dynamics_batch_size, the target's default
 MARKETO_PER_CALL = 300
@@ -174,6 +175,7 @@ def sync_scenarios(cache: Path, work: Path, spec: SeedSpec, million: bool, logs:
     rows: list[Row] = []
     with SandboxServer(directory, spec, limits=not million) as sandbox:
         env = meltano_env(sandbox.info, project)
+        use_installed_plugins(Path(env["MELTANO_SYS_DIR_ROOT"]))
         store_url = env["MKTDYN_STORE_URL"]
         if million:
             # Marketo's default bulk-export allowance (500 MB a day) does not hold a million persons' first

@@ -1,5 +1,6 @@
 """`make demo`: the sync against the local sandbox, through Meltano, with no credentials.
 
+0. `meltano install` (once; scripts/meltano_plugins.py);
 1. start the sandbox of both APIs (its own CA, seeded data);
 2. `meltano run sync` (the initial sync);
 3. edits as users of both products would make them: a same-field collision on a lead and on a contact,
@@ -33,6 +34,8 @@ from target_mktdyn_merge.engine import read_metadata
 from target_mktdyn_merge.fieldmap import DEFAULT_FIELD_MAP
 from target_mktdyn_merge.normalize import canonical
 from target_mktdyn_merge.store import Store
+
+from scripts.meltano_plugins import install_plugins, use_installed_plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -192,6 +195,8 @@ def agreement(info: dict[str, Any], store_url: str) -> tuple[int, int, list[str]
 
 def main() -> int:
     """Run the demo; exit non-zero if any step fails."""
+    say("meltano install (each plugin from this checkout, by its pip_url; skipped when nothing changed)")
+    install_plugins()
     with tempfile.TemporaryDirectory(prefix="mktdyn-demo-") as tmp:
         work = Path(tmp)
         say("Starting the sandbox of Marketo's REST API and Dataverse's Web API")
@@ -199,6 +204,7 @@ def main() -> int:
         try:
             print(f"Marketo:  {info['marketo_url']}\nDynamics: {info['dynamics_url']}")
             env = meltano_env(info, work)
+            use_installed_plugins(Path(env["MELTANO_SYS_DIR_ROOT"]))
             admin = SandboxAdmin(info)
             say("meltano run sync (initial sync)")
             meltano(env, "run", "sync")

@@ -6,6 +6,7 @@ setting and paste its output; ``tests/test_meltano_project.py`` fails while the 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,15 +72,25 @@ def settings_for(schema: dict[str, Any], exclude: set[str] | frozenset[str] = fr
     return settings
 
 
+def declared_settings(plugin: Any) -> list[dict[str, Any]]:
+    """What meltano.yml declares for ``plugin``: its own settings, then the SDK's (stream maps, flattening...).
+
+    Meltano knows nothing of the SDK's settings, so undeclared they would be refused by ``meltano config``; the
+    SDK's are taken from a fresh probe, since it may have appended them to ``config_jsonschema`` already.
+    """
+    builtins: dict[str, Any] = {"properties": {}}
+    plugin.append_builtin_config(builtins)
+    plain = json.loads(json.dumps(builtins))  # the SDK's defaults are str enums; YAML wants plain strings
+    return settings_for(plugin.config_jsonschema, set(builtins["properties"])) + settings_for(plain)
+
+
 def write(path: Path) -> None:
     """Rewrite the settings of our plugins in meltano.yml, keeping everything else."""
     project = yaml.safe_load(path.read_text())
     for group in project.get("plugins", {}).values():
         for plugin in group:
             if plugin["name"] in PLUGINS:
-                plugin["settings"] = settings_for(
-                    PLUGINS[plugin["name"]].config_jsonschema, sdk_builtin_settings(PLUGINS[plugin["name"]])
-                )
+                plugin["settings"] = declared_settings(PLUGINS[plugin["name"]])
     path.write_text(yaml.safe_dump(project, sort_keys=False, allow_unicode=True, width=110))
 
 
@@ -91,9 +102,7 @@ def main() -> int:
     for name, plugin in PLUGINS.items():
         sys.stdout.write(f"# {name}\n")
         sys.stdout.write(
-            yaml.safe_dump(
-                {"settings": settings_for(plugin.config_jsonschema)}, sort_keys=False, allow_unicode=True, width=110
-            )
+            yaml.safe_dump({"settings": declared_settings(plugin)}, sort_keys=False, allow_unicode=True, width=110)
         )
     return 0
 

@@ -1,4 +1,5 @@
-"""meltano.yml mirrors every plugin's config_jsonschema, and wires the job DESIGN §9.5 describes."""
+"""meltano.yml mirrors every plugin's config_jsonschema and --about, installs every plugin, and wires the job
+DESIGN §9.5 describes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.meltano_settings import PLUGINS, sdk_builtin_settings, settings_for
+from scripts.meltano_settings import PLUGINS, declared_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT: dict[str, Any] = yaml.safe_load((ROOT / "meltano.yml").read_text())
@@ -21,7 +22,7 @@ def plugin(name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(PLUGINS))
 def test_settings_mirror_config_jsonschema(name: str) -> None:
     declared = plugin(name)["settings"]
-    expected = settings_for(PLUGINS[name].config_jsonschema, sdk_builtin_settings(PLUGINS[name]))
+    expected = declared_settings(PLUGINS[name])
     assert [s["name"] for s in declared] == [s["name"] for s in expected], "run scripts/meltano_settings.py --write"
     assert declared == expected, "run scripts/meltano_settings.py --write"
 
@@ -71,3 +72,36 @@ def test_no_select_pattern_names_a_dotted_property() -> None:
         for pattern in plugin(name).get("select", []):
             _, _, prop = pattern.partition(".")
             assert "." not in prop, f"Meltano splits select patterns on dots: {pattern}"
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_capabilities_are_what_about_reports(name: str) -> None:
+    """Meltano passes --catalog, --state and stream maps only to plugins declaring the capability."""
+    assert plugin(name)["capabilities"] == [str(c.value) for c in PLUGINS[name].capabilities]
+    assert "stream-maps" in plugin(name)["capabilities"]
+    assert "stream_maps" in [s["name"] for s in plugin(name)["settings"]]
+
+
+def test_every_plugin_is_installable_from_this_checkout() -> None:
+    """`meltano install` installs each plugin by its pip_url (tests/e2e/test_packaging.py runs it)."""
+    for group in PROJECT["plugins"].values():
+        for definition in group:
+            if "inherit_from" in definition:
+                assert "pip_url" not in definition, "an inheriting plugin shares its parent's virtualenv"
+                continue
+            pip_url = definition["pip_url"]
+            assert "executable" not in definition or "/" not in definition["executable"], definition["name"]
+            for path in pip_url.replace("-e ", "").split():
+                assert path.startswith("${MELTANO_PROJECT_ROOT}/"), pip_url
+                package = path.removeprefix("${MELTANO_PROJECT_ROOT}/").split("[")[0]
+                assert (ROOT / package / "pyproject.toml").exists(), path
+
+
+def test_no_deprecated_project_version() -> None:
+    """Meltano 4 warns on every command that `version: 1` is deprecated."""
+    assert "version" not in PROJECT
+
+
+def test_plugins_install_with_the_uv_backend() -> None:
+    """pip (the virtualenv backend) refuses `-e mktdyn-common` next to a plugin requiring it by path; uv takes both."""
+    assert PROJECT["venv"]["backend"] == "uv"

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 from mktdyn_sandbox.faults import FaultSpecError, parse_spec
-from mktdyn_sandbox.plugin_config import ENV_VARIABLES
+from mktdyn_sandbox.plugin_config import ENV_VARIABLES, start_date
 from mktdyn_sandbox.sandbox import SANDBOX_JSON, Sandbox, SandboxOptions, read_info
 
 
@@ -106,6 +106,7 @@ def _env(args: argparse.Namespace) -> int:
         return 1
     for variable, key in ENV_VARIABLES.items():
         print(f"export {variable}={shlex.quote(str(info[key]))}")
+    print(f"export MKTDYN_START_DATE={start_date()}")  # the seed spans the 62 days before the first start
     return 0
 
 

@@ -22,6 +22,7 @@ from target_mktdyn_merge.activity import iter_activities
 from target_mktdyn_merge.store import Store
 
 from scripts.demo import ROOT
+from scripts.meltano_plugins import use_installed_plugins
 
 pytestmark = pytest.mark.e2e
 MELTANO = str(Path(sys.executable).parent / "meltano")
@@ -48,6 +49,7 @@ def test_the_sync_job_keeps_state_runs_incrementally_and_reports_what_it_wrote(
 ) -> None:
     sandbox = make_sandbox(persons=60, dynamics_only=8, overlap=0.7, seed=13)
     env = meltano_env(sandbox.info, tmp_path)
+    use_installed_plugins(Path(env["MELTANO_SYS_DIR_ROOT"]))
     admin = SandboxAdmin(sandbox.info)
     try:
         meltano(env, "run", "sync")

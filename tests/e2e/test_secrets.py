@@ -30,6 +30,7 @@ from target_mktdyn_merge.activity import iter_activities
 from target_mktdyn_merge.store import Store
 
 from scripts.demo import ROOT
+from scripts.meltano_plugins import use_installed_plugins
 from tests.target.pipeline import connection_config
 
 pytestmark = pytest.mark.e2e
@@ -85,6 +86,7 @@ def test_no_secret_reaches_logs_store_activity_log_state_or_errors(
     sandbox = make_sandbox(directory=directory, persons=25, dynamics_only=5, overlap=0.6, seed=5)
     assert sandbox.info["marketo_client_secret"] == CREDENTIALS["marketo_client_secret"]
     env = {**meltano_env(sandbox.info, tmp_path / "project"), "LOGLEVEL": "DEBUG"}
+    use_installed_plugins(Path(env["MELTANO_SYS_DIR_ROOT"]))
     env["MELTANO_CLI_LOG_LEVEL"] = "debug"
 
     run = meltano(env, "--log-level=debug", "run", "sync")
