@@ -168,6 +168,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if not failures else 1
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Read both systems for the linked pairs; exit 1 on a disagreement nothing in the store explains."""
+    from target_mktdyn_merge.check import load_config
+    from target_mktdyn_merge.verify import render_jsonl, render_text, run_verify
+
+    store = _store(args)
+    result = run_verify(load_config(args.config), store, sample=args.sample, person=args.person, seed=args.seed)
+    (render_jsonl if args.format == "jsonl" else render_text)(result, sys.stdout)
+    return 1 if result.drift else 0
+
+
 def _mark_dirty(connection: sa.Connection, person_id: str, entity: str, dynamics_id: str) -> None:
     staged = tables.staged
     stream = "dynamics_leads" if entity == "lead" else "dynamics_contacts"
@@ -203,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="preflight: settings, both APIs, field map, policies")
     check.add_argument("--config", help="the target's config JSON (default: the MKTDYN_* environment variables)")
     check.set_defaults(func=cmd_check)
+    verify = commands.add_parser("verify", help="read both systems for the linked pairs; exit 1 on unexplained drift")
+    which = verify.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every linked pair (the default)")
+    which.add_argument("--sample", type=int, metavar="N", help="a random sample of N pairs")
+    which.add_argument("--person", help="only this Marketo person's pair")
+    verify.add_argument("--seed", type=int, help="seed of --sample's random choice (repeatable samples)")
+    verify.add_argument("--format", choices=["text", "jsonl"], default="text")
+    verify.add_argument("--config", help="the target's config JSON (default: the MKTDYN_* environment variables)")
+    verify.set_defaults(func=cmd_verify)
     return parser
 
 
