@@ -341,7 +341,7 @@ class Verifier:
                 or rule.marketo in write["payload"]
                 or (rule.dynamics in write["payload"])
             ):
-                return f"a {write['action']} is owed in the outbox ({write['status']})"
+                return f"the outbox still owes this write ({write['action']}, {write['status']})"
         guard = pair.guards.get(rule.marketo)
         if guard is not None and guard.frozen:
             return f"frozen by the ping-pong guard since run {guard.frozen_at_run}"
