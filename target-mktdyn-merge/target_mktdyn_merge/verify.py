@@ -207,6 +207,7 @@ class Verifier:
         with self.store.transaction() as connection:
             rows = connection.execute(
                 sa.select(
+                    log.c.activity_id,
                     log.c.person_id,
                     log.c.run_id,
                     log.c.at,
@@ -221,6 +222,7 @@ class Verifier:
             ).all()
         for row in rows:
             summary = {
+                "activity_id": row.activity_id,
                 "action": row.action,
                 "run_id": row.run_id,
                 "at": row.at,
@@ -268,7 +270,8 @@ class Verifier:
                 dynamics_value = canonical(rule.kind, row.get(rule.dynamics), options)
                 if marketo_value == dynamics_value:
                     continue
-                activity = last.get((pair.marketo_id, rule.marketo)) or last.get((pair.marketo_id, rule.dynamics))
+                named = [last.get((pair.marketo_id, rule.marketo)), last.get((pair.marketo_id, rule.dynamics))]
+                activity = max((a for a in named if a), key=lambda a: int(a["activity_id"]), default=None)
                 baseline = pair.baseline.get(rule.marketo)
                 result.disagreements.append(
                     Disagreement(
