@@ -214,7 +214,8 @@ class MarketoWriter:
             if stored is None:
                 outcomes.confirmed(entry, None if outcome.status == "updated" else entry.payload, created_id=created_id)
             else:
-                # A person gone between the write and the read-back: nothing stored to confirm.
+                # A person gone between the write and the read-back has no read-back: the baseline falls back
+                # to what was sent, and its delete arrives with the next extraction.
                 outcomes.confirmed(entry, stored.get(person_id, {}), created_id=created_id)
             return
         code, message = outcome.reasons[0] if outcome.reasons else ("skipped", "Marketo skipped the record")

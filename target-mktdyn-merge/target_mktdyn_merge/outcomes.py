@@ -159,12 +159,15 @@ class Outcomes:
         the divergence is then *stable*, so the write is not retried every run (no ping-pong against a system
         that will ignore it again), and it is not forgotten either: the log names it, ``mktdyn verify``
         explains the disagreement by it, and the next change on either side is merged (and checked) afresh.
+        One exception: a stored value that is neither the one sent nor the one the record held before the
+        write (someone edited it between the write and the read-back) keeps its old baseline, so the next
+        merge sees that edit as a change and merges it instead of keeping it as a stable divergence.
         """
         activity = entry.activity
         ignored = [] if stored is None or linked_existing or entry.action == "delete" else self._ignored(entry, stored)
         with self.store.transaction() as connection:
             if entry.action == "update":
-                self._move_baseline(connection, entry, stored)
+                self._move_baseline(connection, entry, stored, self._moved_meanwhile(entry, ignored))
             elif entry.action == "create" and created_id is not None:
                 self._pair_created(connection, entry, created_id, stored or {}, linked_existing=linked_existing)
             if self._held_activities is not None:
@@ -194,6 +197,27 @@ class Outcomes:
                     self._log(connection, activity)
             if ignored:
                 self._log(connection, self._ignored_activity(entry, ignored, person_id, created_id))
+
+    def _moved_meanwhile(self, entry: OutboxEntry, ignored: list[tuple[str, Any, Any]]) -> frozenset[str]:
+        """Ignored fields whose stored value is not the pre-write one (from the planned activity) either."""
+        if not ignored or entry.activity is None:
+            return frozenset()
+        before = {change.field: change.old for change in entry.activity.fields}
+        entity = entry.entity or entry.context.get("entity") or "lead"
+        options = self.merge_context.metadata.options(entity)
+        moved = set()
+        for name, _, landed in ignored:
+            rule = (
+                self.merge_context.field_map.by_marketo(entity, name)
+                if entry.system == "marketo"
+                else self.merge_context.field_map.by_dynamics(entity, name)
+            )
+            if rule is None or name not in before:
+                continue
+            option_set = options.get(rule.dynamics)
+            if canonical(rule.kind, landed, option_set) != canonical(rule.kind, before[name], option_set):
+                moved.add(name)
+        return frozenset(moved)
 
     def _ignored(self, entry: OutboxEntry, stored: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
         """(name, sent, stored) of every mapped field sent whose stored value differs after normalization."""
@@ -241,11 +265,17 @@ class Outcomes:
             },
         )
 
-    def _move_baseline(self, connection: sa.Connection, entry: OutboxEntry, stored: Mapping[str, Any] | None) -> None:
+    def _move_baseline(
+        self,
+        connection: sa.Connection,
+        entry: OutboxEntry,
+        stored: Mapping[str, Any] | None,
+        keep: frozenset[str] = frozenset(),
+    ) -> None:
         """Move the written fields' baseline to what the system stored (a field it ignored included).
 
         Dataverse's representation lacking a column counts as stored as sent; a Marketo write with no
-        read-back (``stored`` None) moves nothing (see :meth:`confirmed`).
+        read-back (``stored`` None) moves nothing, nor do fields in ``keep`` (see :meth:`confirmed`).
         """
         if stored is None and entry.system == "marketo":
             return
@@ -256,6 +286,8 @@ class Outcomes:
         options = self.merge_context.metadata.options(pair.entity)
         for written in entry.context.get("fields", []):
             kind, field_name, column = written["kind"], written["field"], written["column"]
+            if (column if entry.system == "dynamics" else field_name) in keep:
+                continue
             if entry.system == "dynamics":
                 value = landed.get(column, entry.payload.get(column))
                 pair.baseline[field_name] = BaselineEntry(written["other"], canonical(kind, value, options.get(column)))

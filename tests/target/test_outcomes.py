@@ -116,3 +116,10 @@ def test_a_column_dynamics_silently_ignored_is_write_ignored_with_a_stable_basel
     assert "jobtitle: sent 'CTO', Dynamics stored 'CFO'" in ignored["error_message"]
     # each side at what it holds: the next merge sees neither side changed (no retry loop), and verify explains it
     assert pair.baseline["title"] == BaselineEntry("CTO", "CFO")
+
+
+def test_a_value_edited_between_the_write_and_its_read_back_keeps_the_old_baseline(tmp_path: Path) -> None:
+    """Stored is neither what was sent (CTO) nor what was there (CFO): someone's edit, merged next run, not kept."""
+    pair, log = confirm_dynamics_update(tmp_path, {"leadid": "l-1", "jobtitle": "CEO"})
+    assert [a["action"] for a in log] == ["write_ignored"]
+    assert pair.baseline["title"] == BaselineEntry("CFO", "CFO")
