@@ -130,7 +130,6 @@ def test_website_edits_on_both_sides_are_blocked_and_explained_not_updated(world
     world.admin.dynamics.edit("lead", lead["dynamics_id"], {"websiteurl": "https://dynamics-side.example.com"})
     world.admin.dynamics.edit("contact", contact["dynamics_id"], {"websiteurl": "https://contact.example.com"})
     world.sync()
-    world.sync()
     store = world.pipeline.store()
     try:
         every = list(iter_activities(store))
