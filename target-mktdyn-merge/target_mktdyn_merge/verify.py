@@ -9,8 +9,10 @@ about the field. A disagreement is *explained* when the store already knows why:
 - a write to that field (or a delete of the record) is still owed in the outbox;
 - the field's last activity is ``write_ignored``, ``validation_failed``, ``write_failed``, ``deferred`` or
   ``skipped`` (blocked or frozen);
-- a side cannot write the field (read-only, or not updateable, in its metadata), or the mapping's direction
-  keeps the value from flowing, or the ping-pong guard froze the field;
+- the side that changed cannot pass its value on: the receiving side cannot write the field (read-only, or
+  not updateable, in its metadata) or the mapping's direction keeps it from flowing; the ping-pong guard
+  froze the field; or the baseline already holds both differing values (a divergence the sync decided to
+  keep, e.g. after a blocked or ignored write) and neither side changed since;
 - the field was not selected (the store never staged it on one side);
 - one side changed since the last extraction (the next sync merges it);
 - a record is gone and the store has seen its delete.
@@ -348,14 +350,21 @@ class Verifier:
         guard = pair.guards.get(rule.marketo)
         if guard is not None and guard.frozen:
             return f"frozen by the ping-pong guard since run {guard.frozen_at_run}"
-        if rule.marketo in self.metadata.marketo_read_only:
+        baseline = pair.baseline.get(rule.marketo)
+        marketo_changed = baseline is None or live[0] != baseline.marketo
+        dynamics_changed = baseline is None or live[1] != baseline.dynamics
+        if dynamics_changed and not rule.flows_to("marketo"):
+            return f"the mapping's direction is {rule.direction}: Dynamics' change does not flow to Marketo"
+        if marketo_changed and not rule.flows_to("dynamics"):
+            return f"the mapping's direction is {rule.direction}: Marketo's change does not flow to Dynamics"
+        if dynamics_changed and rule.marketo in self.metadata.marketo_read_only:
             return f"Marketo cannot write {rule.marketo} through leads.json (its describe/describe2 metadata)"
-        if rule.dynamics in self.metadata.dynamics_not_updatable(pair.entity):
+        if marketo_changed and rule.dynamics in self.metadata.dynamics_not_updatable(pair.entity):
             return f"Dynamics cannot update {rule.dynamics} (IsValidForUpdate false)"
-        if rule.direction != "both":
-            return f"the mapping's direction is {rule.direction}: values flow one way only"
         if activity is not None and activity["action"] in EXPLAINING_ACTIONS:
             return f"last activity: {activity['action']} ({activity.get('error_message') or activity.get('rule')})"
+        if baseline is not None and live == (baseline.marketo, baseline.dynamics):
+            return "a known divergence: the baseline holds both values and neither side changed since"
         options = self.metadata.options(pair.entity).get(rule.dynamics)
         if canonical(rule.kind, staged_person.fields.get(rule.marketo), options) != live[0]:
             return "Marketo changed since the last extraction: the next sync merges it"
