@@ -94,6 +94,7 @@ class MarketoClient:
         else:
             self._transport = MarketoTransport(connection, retry, session, sleep=sleep)
         self._describe: list[dict[str, Any]] | None = None
+        self._describe2: list[dict[str, Any]] | None = None
 
     @property
     def calls(self) -> Counter[str]:
@@ -134,6 +135,20 @@ class MarketoClient:
                 raise ApiError(SYSTEM, "GET /rest/v1/leads/describe.json", "invalid-response", "no 'result' described")
             self._describe = list(fields)
         return self._describe
+
+    def describe_leads2(self) -> list[dict[str, Any]]:
+        """The person fields of ``leads/describe2.json`` (with ``updateable``), fetched once per client.
+
+        Describe's ``readOnly`` misses the fields ``leads.json`` updates silently ignore (company fields);
+        describe2's ``updateable`` names them, so writers read it (one metadata call per run; the tap does not).
+        """
+        if self._describe2 is None:
+            payload = self._transport.call("GET", "/rest/v1/leads/describe2.json", kind="metadata")
+            result = payload.get("result")
+            if not result or not isinstance(result[0], Mapping) or not isinstance(result[0].get("fields"), list):
+                raise ApiError(SYSTEM, "GET /rest/v1/leads/describe2.json", "invalid-response", "no 'fields' described")
+            self._describe2 = list(result[0]["fields"])
+        return self._describe2
 
     def get_activity_types(self) -> list[dict[str, Any]]:
         """Every activity type of the instance (standard and custom)."""

@@ -55,6 +55,9 @@ class FieldInfo:
     read_only: bool
     length: int | None
     display_name: str
+    #: ``updateable`` in ``leads/describe2.json``: False for read-only and company fields, which ``leads.json``
+    #: updates silently ignore. Describe has no such flag, so it stays True until describe2 says otherwise.
+    updatable: bool = True
 
 
 @dataclass

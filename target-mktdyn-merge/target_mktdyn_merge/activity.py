@@ -29,9 +29,10 @@ ACTIONS = (
     "ambiguous_match",
     "skipped",
     "deferred",
+    "write_ignored",
 )
 #: Actions that count against ``max_record_failures``.
-FAILURE_ACTIONS = ("validation_failed", "write_failed")
+FAILURE_ACTIONS = ("validation_failed", "write_failed", "write_ignored")
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if not failures else 1
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Read both systems for the linked pairs; exit 1 on a disagreement nothing in the store explains."""
+    from target_mktdyn_merge.verify import render_jsonl, render_text, run_verify
+
+    config = _config(args)
+    store = _store(args)
+    result = run_verify(config, store, sample=args.sample, person=args.person, seed=args.seed)
+    (render_jsonl if args.format == "jsonl" else render_text)(result, sys.stdout)
+    return 1 if result.drift else 0
+
+
 def _mark_dirty(connection: sa.Connection, person_id: str, entity: str, dynamics_id: str) -> None:
     staged = tables.staged
     stream = "dynamics_leads" if entity == "lead" else "dynamics_contacts"
@@ -291,6 +302,19 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="create the store or upgrade its schema to this release's")
     upgrade.set_defaults(func=cmd_db_upgrade)
+    verify = commands.add_parser("verify", help="read both systems for the linked pairs; exit 1 on unexplained drift")
+    which = verify.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every linked pair (the default)")
+    which.add_argument("--sample", type=int, metavar="N", help="a random sample of N pairs")
+    which.add_argument("--person", help="only this Marketo person's pair")
+    verify.add_argument("--seed", type=int, help="seed of --sample's random choice (repeatable samples)")
+    verify.add_argument("--format", choices=["text", "jsonl"], default="text")
+    verify.add_argument(
+        "--config",
+        help="the target's config JSON (default: under Meltano, the target's resolved configuration; "
+        "otherwise the MKTDYN_* environment variables)",
+    )
+    verify.set_defaults(func=cmd_verify)
     return parser
 
 

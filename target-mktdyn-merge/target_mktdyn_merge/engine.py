@@ -53,10 +53,10 @@ def load_policy(config: dict[str, Any]) -> SyncPolicy:
 
 
 def read_metadata(marketo: MarketoClient, dynamics: DataverseClient) -> SyncMetadata:
-    """Marketo's describe and Dataverse's attribute metadata for lead and contact (reads only)."""
+    """Marketo's describe and describe2 and Dataverse's attribute metadata for lead and contact (reads only)."""
     describe = marketo.describe_leads()
     attributes = {entity: dynamics.attributes(entity) for entity in ENTITIES}
-    return SyncMetadata.from_raw(describe, attributes)
+    return SyncMetadata.from_raw(describe, attributes, marketo.describe_leads2())
 
 
 def check_configuration(field_map: FieldMap, policy: SyncPolicy, metadata: SyncMetadata) -> None:

@@ -4,6 +4,12 @@ Marketo has no conditional update, so the persons about to be updated are re-rea
 before writing; a person that moved since extraction is re-merged with its fresh values first, so a Marketo
 user's edit made between extraction and write-back is never overwritten (DESIGN §4). A create whose answer
 was lost, or that Marketo refuses because the email exists (1005), is resolved by looking the email up.
+
+Marketo acknowledges a write it partly ignored ("updated" for a person whose company field or locked field
+kept its value), so an acknowledgment proves nothing about what is stored: after each ``leads.json`` update or
+create call the written persons are read back (``leads.json`` by id, only the written fields, one read call
+per 300 writes) and the baselines move to what was read (:meth:`Outcomes.confirmed`), a value that did not
+land being reported as ``write_ignored``. These read-backs are reads (``calls['read']``), not writes.
 """
 
 from __future__ import annotations
@@ -157,22 +163,60 @@ class MarketoWriter:
                 return
             yield chunk, results
 
-    def _record_all(self, chunk: list[OutboxEntry], results: list[RecordOutcome]) -> None:
+    def _record_all(
+        self, chunk: list[OutboxEntry], results: list[RecordOutcome], stored: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         with self.context.outcomes.batch():
             for entry, outcome in zip(chunk, results, strict=True):
-                self._record(entry, outcome)
+                self._record(entry, outcome, stored=stored)
+
+    def _read_back(self, written: list[tuple[OutboxEntry, str]]) -> dict[str, dict[str, Any]] | None:
+        """The written fields of persons just written (person id → values), or None if the read failed.
+
+        One ``leads.json`` read per 300 persons (a chunk is at most 300), asking only for the fields sent.
+        """
+        if not written:
+            return {}
+        fields = sorted({name for entry, _ in written for name in entry.payload if name != "id"})
+        ids = sorted({int(person_id) for _, person_id in written})
+        try:
+            return {str(p["id"]): p for p in self.client.get_leads("id", ids, fields)}
+        except TransientError as exc:
+            logger.warning(
+                "Marketo read-back of %d written person(s) failed (%s); the next extraction confirms them",
+                len(ids),
+                exc,
+            )
+            return None
 
     def _send_updates(self, entries: list[OutboxEntry]) -> None:
         def update(chunk: list[OutboxEntry]) -> list[RecordOutcome]:
             return self.client.sync_leads("updateOnly", [e.payload for e in chunk], "id")
 
         for chunk, results in self._calls(entries, "update", update, "marketo-after-update"):
-            self._record_all(chunk, results)
+            written = [(e, str(e.target_id)) for e, o in zip(chunk, results, strict=True) if o.status == "updated"]
+            self._record_all(chunk, results, self._read_back(written))
 
-    def _record(self, entry: OutboxEntry, outcome: RecordOutcome, created_id: str | None = None) -> None:
+    def _record(
+        self,
+        entry: OutboxEntry,
+        outcome: RecordOutcome,
+        created_id: str | None = None,
+        stored: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Record one per-record outcome; ``stored`` is the read-back by person id (None: it failed)."""
         outcomes = self.context.outcomes
-        if outcome.status in ("updated", "created", "deleted"):
-            outcomes.confirmed(entry, entry.payload, created_id=created_id)
+        if outcome.status == "deleted":
+            outcomes.confirmed(entry, {})
+            return
+        if outcome.status in ("updated", "created"):
+            person_id = created_id or str(entry.target_id)
+            if stored is None:
+                outcomes.confirmed(entry, None if outcome.status == "updated" else entry.payload, created_id=created_id)
+            else:
+                # A person gone between the write and the read-back has no read-back: the baseline falls back
+                # to what was sent, and its delete arrives with the next extraction.
+                outcomes.confirmed(entry, stored.get(person_id, {}), created_id=created_id)
             return
         code, message = outcome.reasons[0] if outcome.reasons else ("skipped", "Marketo skipped the record")
         if entry.action == "delete" and code == "1004":
@@ -207,10 +251,16 @@ class MarketoWriter:
 
         for chunk, results in self._calls(entries, "create", create, "marketo-after-create", "resolved"):
             taken = []  # the email is someone's already: looked up (an API call) outside the transaction
+            created = [
+                (e, str(o.id))
+                for e, o in zip(chunk, results, strict=True)
+                if o.status == "created" and o.id is not None
+            ]
+            stored = self._read_back(created)
             with self.context.outcomes.batch():
                 for entry, outcome in zip(chunk, results, strict=True):
                     if outcome.status == "created" and outcome.id is not None:
-                        self._record(entry, outcome, created_id=str(outcome.id))
+                        self._record(entry, outcome, created_id=str(outcome.id), stored=stored)
                     elif outcome.reasons and outcome.reasons[0][0] == "1005":
                         taken.append((entry, outcome))
                     else:

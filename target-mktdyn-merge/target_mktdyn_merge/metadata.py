@@ -2,36 +2,22 @@
 
 The merge needs to know what each side can write (read-only fields are never sent, DESIGN §4), how Dynamics
 option values map to Marketo's labels, and the types the field map is checked against.
+
+What Marketo lets ``leads.json`` write comes from Marketo itself, never from a list of ours: describe's
+``readOnly`` (never writable) and describe2's ``updateable`` (false also for company fields, which an update
+silently ignores but a create sets: Marketo creates the company with the person).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tap_dynamics_leads.metadata import AttributeMetadata
 from tap_marketo_leads.schema import FieldInfo, fields_from_describe
 
 from target_mktdyn_merge.normalize import OptionSet
 
-#: Company fields Marketo does not let ``leads.json`` write (reference §5.4: use Sync Companies).
-MARKETO_COMPANY_FIELDS = frozenset(
-    {
-        "company",
-        "site",
-        "billingStreet",
-        "billingCity",
-        "billingState",
-        "billingCountry",
-        "billingPostalCode",
-        "mainPhone",
-        "annualRevenue",
-        "numberOfEmployees",
-        "industry",
-        "sicCode",
-        "externalCompanyId",
-    }
-)
 OPTION_TYPES = frozenset({"Picklist", "State", "Status"})
 
 
@@ -63,8 +49,8 @@ class SyncMetadata:
 
     @property
     def marketo_read_only(self) -> frozenset[str]:
-        """Fields ``leads.json`` cannot write: read-only in describe, or company fields."""
-        return frozenset(n for n, f in self.marketo_fields.items() if f.read_only) | MARKETO_COMPANY_FIELDS
+        """Fields a ``leads.json`` update cannot write: describe's ``readOnly`` or describe2's ``updateable`` false."""
+        return frozenset(n for n, f in self.marketo_fields.items() if f.read_only or not f.updatable)
 
     def dynamics_not_updatable(self, entity: str) -> frozenset[str]:
         """Columns an update may not set (IsValidForUpdate false)."""
@@ -88,10 +74,21 @@ class SyncMetadata:
 
     @classmethod
     def from_raw(
-        cls, describe: Iterable[Mapping[str, object]], attributes: Mapping[str, Iterable[AttributeMetadata]]
+        cls,
+        describe: Iterable[Mapping[str, object]],
+        attributes: Mapping[str, Iterable[AttributeMetadata]],
+        describe2: Iterable[Mapping[str, object]] = (),
     ) -> SyncMetadata:
-        """Build from Marketo's describe result and Dataverse attribute metadata per entity."""
+        """Build from Marketo's describe (and describe2 fields) and Dataverse attribute metadata per entity."""
         return cls(
-            marketo_fields=fields_from_describe(describe),
+            marketo_fields=with_updatable(fields_from_describe(describe), describe2),
             dynamics_attributes={entity: {a.logical_name: a for a in attrs} for entity, attrs in attributes.items()},
         )
+
+
+def with_updatable(fields: Mapping[str, FieldInfo], describe2: Iterable[Mapping[str, object]]) -> dict[str, FieldInfo]:
+    """``fields`` with describe2's ``updateable`` applied (a field describe2 does not list keeps its flag)."""
+    updatable = {str(item["name"]): bool(item.get("updateable", True)) for item in describe2 if item.get("name")}
+    return {
+        name: replace(info, updatable=updatable[name]) if name in updatable else info for name, info in fields.items()
+    }

@@ -146,20 +146,41 @@ class Outcomes:
         created_id: str | None = None,
         linked_existing: bool = False,
     ) -> None:
-        """A write the system confirmed; ``stored`` is what it stored (the representation or what was sent)."""
+        """A write the system acknowledged; ``stored`` is what it is known to store afterwards.
+
+        ``stored`` is Dataverse's ``return=representation`` row, or the Marketo person read back after the
+        ``leads.json`` call; ``None`` when nothing confirms what landed (the Marketo read-back failed): the
+        write is done, but the baseline of its fields does not move, so the next extraction confirms them (a
+        value that landed is then in sync; one that did not is written again and checked again).
+
+        A written field whose stored value differs from the one sent (after the merge's normalization) did
+        not land: it is logged as ``write_ignored`` (field, sent and stored value; a record failure), never
+        as ``updated``. Its baseline becomes what each side holds (the stored value, the other side's value):
+        the divergence is then *stable*, so the write is not retried every run (no ping-pong against a system
+        that will ignore it again), and it is not forgotten either: the log names it, ``mktdyn verify``
+        explains the disagreement by it, and the next change on either side is merged (and checked) afresh.
+        One exception: a stored value that is neither the one sent nor the one the record held before the
+        write (someone edited it between the write and the read-back) keeps its old baseline, so the next
+        merge sees that edit as a change and merges it instead of keeping it as a stable divergence.
+        """
         activity = entry.activity
+        ignored = [] if stored is None or linked_existing or entry.action == "delete" else self._ignored(entry, stored)
         with self.store.transaction() as connection:
             if entry.action == "update":
-                self._move_baseline(connection, entry, stored or {})
+                self._move_baseline(connection, entry, stored, self._moved_meanwhile(entry, ignored))
             elif entry.action == "create" and created_id is not None:
                 self._pair_created(connection, entry, created_id, stored or {}, linked_existing=linked_existing)
             if self._held_activities is not None:
                 self._held_confirmed.append(entry.op_id)
             else:
                 mark(connection, [entry.op_id], "confirmed", count_attempt=True)
+            if entry.system == "marketo" and entry.action == "create" and created_id is not None:
+                person_id: str | None = created_id
+            else:
+                person_id = None
             if activity is not None:
-                if entry.system == "marketo" and entry.action == "create" and created_id is not None:
-                    activity.person_id = created_id
+                if person_id is not None:
+                    activity.person_id = person_id
                 if entry.system == "dynamics" and entry.action == "create" and created_id is not None:
                     activity.dynamics_id = created_id
                 if linked_existing:
@@ -167,20 +188,111 @@ class Outcomes:
                     activity.rule = f"{activity.rule}; it already existed, so it was linked, not created"
                 # The write it confirms, so the log accounts for every write (as failures already do).
                 activity.details = {**activity.details, "op_id": entry.op_id}
-                self._log(connection, activity)
+                if stored is None and entry.system == "marketo" and entry.action == "update":
+                    activity.details = {**activity.details, "read_back": "unavailable: the next extraction confirms"}
+                names = {name for name, _, _ in ignored}
+                kept = [change for change in activity.fields if change.field not in names]
+                if kept or not ignored or activity.action != "updated":
+                    activity.fields = kept if activity.action == "updated" else activity.fields
+                    self._log(connection, activity)
+            if ignored:
+                self._log(connection, self._ignored_activity(entry, ignored, person_id, created_id))
 
-    def _move_baseline(self, connection: sa.Connection, entry: OutboxEntry, stored: Mapping[str, Any]) -> None:
+    def _moved_meanwhile(self, entry: OutboxEntry, ignored: list[tuple[str, Any, Any]]) -> frozenset[str]:
+        """Ignored fields whose stored value is not the pre-write one (from the planned activity) either."""
+        if not ignored or entry.activity is None:
+            return frozenset()
+        before = {change.field: change.old for change in entry.activity.fields}
+        entity = entry.entity or entry.context.get("entity") or "lead"
+        options = self.merge_context.metadata.options(entity)
+        moved = set()
+        for name, _, landed in ignored:
+            rule = (
+                self.merge_context.field_map.by_marketo(entity, name)
+                if entry.system == "marketo"
+                else self.merge_context.field_map.by_dynamics(entity, name)
+            )
+            if rule is None or name not in before:
+                continue
+            option_set = options.get(rule.dynamics)
+            if canonical(rule.kind, landed, option_set) != canonical(rule.kind, before[name], option_set):
+                moved.add(name)
+        return frozenset(moved)
+
+    def _ignored(self, entry: OutboxEntry, stored: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+        """(name, sent, stored) of every mapped field sent whose stored value differs after normalization."""
+        entity = entry.entity or entry.context.get("entity") or "lead"
+        options = self.merge_context.metadata.options(entity)
+        found = []
+        for rule in self.merge_context.field_map.rules(entity):
+            name = rule.marketo if entry.system == "marketo" else rule.dynamics
+            if name not in entry.payload or name not in stored:
+                continue
+            option_set = options.get(rule.dynamics)
+            sent, landed = entry.payload[name], stored[name]
+            if canonical(rule.kind, sent, option_set) != canonical(rule.kind, landed, option_set):
+                found.append((name, sent, landed))
+        return found
+
+    @staticmethod
+    def _ignored_activity(
+        entry: OutboxEntry, ignored: list[tuple[str, Any, Any]], person_id: str | None, created_id: str | None
+    ) -> Activity:
+        system = "Marketo" if entry.system == "marketo" else "Dynamics"
+        planned = entry.activity
+        words = "; ".join(f"{name}: sent {sent!r}, {system} stored {landed!r}" for name, sent, landed in ignored)
+        dynamics_id = entry.target_id if entry.system == "dynamics" else entry.context.get("dynamics_id")
+        if entry.system == "dynamics" and created_id is not None:
+            dynamics_id = created_id
+        return Activity(
+            "write_ignored",
+            person_id
+            or (planned.person_id if planned else None)
+            or (entry.target_id if entry.system == "marketo" else entry.context.get("person_id")),
+            planned.entity if planned and planned.entity else entry.entity or entry.context.get("entity"),
+            dynamics_id,
+            f"to_{entry.system}",
+            fields=[FieldChange(name, sent, landed) for name, sent, landed in ignored],
+            rule=f"{system} acknowledged the {entry.action} but did not store the value sent; the baseline "
+            "keeps what each side holds, so the next change on either side is merged afresh",
+            error_code="write_ignored",
+            error_message=f"{system} {entry.action} of {entry.entity or 'person'} "
+            f"{entry.target_id or created_id or '(new)'}: {words}",
+            details={
+                "op_id": entry.op_id,
+                "sent": {name: sent for name, sent, _ in ignored},
+                "stored": {name: landed for name, _, landed in ignored},
+            },
+        )
+
+    def _move_baseline(
+        self,
+        connection: sa.Connection,
+        entry: OutboxEntry,
+        stored: Mapping[str, Any] | None,
+        keep: frozenset[str] = frozenset(),
+    ) -> None:
+        """Move the written fields' baseline to what the system stored (a field it ignored included).
+
+        Dataverse's representation lacking a column counts as stored as sent; a Marketo write with no
+        read-back (``stored`` None) moves nothing, nor do fields in ``keep`` (see :meth:`confirmed`).
+        """
+        if stored is None and entry.system == "marketo":
+            return
+        landed = stored or {}
         pair = self._pair_of(connection, entry)
         if pair is None:
             return
         options = self.merge_context.metadata.options(pair.entity)
         for written in entry.context.get("fields", []):
             kind, field_name, column = written["kind"], written["field"], written["column"]
+            if (column if entry.system == "dynamics" else field_name) in keep:
+                continue
             if entry.system == "dynamics":
-                value = stored.get(column, entry.payload.get(column))
+                value = landed.get(column, entry.payload.get(column))
                 pair.baseline[field_name] = BaselineEntry(written["other"], canonical(kind, value, options.get(column)))
             else:
-                value = stored.get(field_name, entry.payload.get(field_name))
+                value = landed.get(field_name, entry.payload.get(field_name))
                 pair.baseline[field_name] = BaselineEntry(canonical(kind, value, options.get(column)), written["other"])
         save_pair(connection, pair, self.run_id)
 

@@ -40,8 +40,6 @@ from jsonschema.protocols import Validator  # type: ignore[import-untyped]
 from tap_dynamics_leads.metadata import AttributeMetadata, OptionValue
 from tap_marketo_leads.schema import FieldInfo
 
-from target_mktdyn_merge.metadata import MARKETO_COMPANY_FIELDS
-
 __all__ = [
     "DYNAMICS_ENTITY_SETS",
     "DynamicsValidator",
@@ -782,11 +780,12 @@ class MarketoValidator:
         if info.read_only:
             yield Violation(name, "read_only", f"{name}: read-only in Marketo; {shown} would be ignored")
             return
-        if operation == "update" and name in MARKETO_COMPANY_FIELDS:
+        if operation == "update" and not info.updatable:
             yield Violation(
                 name,
                 "not_writable",
-                f"{name}: a company field; leads.json updates ignore it (use Sync Companies), {shown} not written",
+                f"{name}: not updateable in Marketo's describe2 (a company field: use Sync Companies); "
+                f"{shown} would be ignored",
             )
             return
         if value is None or value == "":

@@ -325,3 +325,21 @@ def test_custom_activity_type_limits(make_sandbox: Callable[..., Sandbox]) -> No
     assert api.post(f"{base}/type/type1/delete.json")["success"] is True
     assert error_of(api.get(f"{base}/type/type1/describe.json"))[0] == "1013"
     api.close()
+
+
+def test_ignored_on_write_makes_leads_json_answer_updated_but_keep_the_value(
+    api: MarketoHttp, admin: SandboxAdmin
+) -> None:
+    before = api.get("/rest/v1/lead/11.json", fields="title,city")["result"][0]
+    admin.marketo.config(ignored_on_write=["title"])
+    try:
+        [result] = sync(
+            api, [{"id": 11, "title": "Never Stored", "city": "Stored"}], action="updateOnly", lookupField="id"
+        )
+        assert result["status"] == "updated"
+        stored = api.get("/rest/v1/lead/11.json", fields="title,city")["result"][0]
+        assert (stored["title"], stored["city"]) == (before["title"], "Stored")
+    finally:
+        admin.marketo.config(ignored_on_write=[])
+    sync(api, [{"id": 11, "title": "Stored Now"}], action="updateOnly", lookupField="id")
+    assert api.get("/rest/v1/lead/11.json", fields="title")["result"][0]["title"] == "Stored Now"

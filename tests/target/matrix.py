@@ -2,7 +2,8 @@
 
 A matrix case runs a twin of the reference world (same seed, same settings) through trouble (injected API
 faults, a SIGKILL, a sandbox restart), then fault-free runs until a run writes nothing, and must end exactly
-where the undisturbed reference ends: :func:`assert_same_end_state`.
+where the undisturbed reference ends: :func:`assert_same_end_state`, which also runs ``mktdyn verify`` and
+demands zero unexplained drift.
 
 ``MKTDYN_FULL_MATRIX=1`` widens both matrices (every crash point and batch, more seeds); CI runs the default.
 """
@@ -17,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.target.worlds import World, accounting_problems, confirmed_creates, end_state_differences, snapshot
+from tests.target.worlds import (
+    World,
+    accounting_problems,
+    confirmed_creates,
+    drift_problems,
+    end_state_differences,
+    snapshot,
+)
 
 FULL = os.environ.get("MKTDYN_FULL_MATRIX", "") not in ("", "0")
 #: Marks a case that runs only with MKTDYN_FULL_MATRIX=1 (CI's budget keeps one case of each kind of trouble).
@@ -58,6 +66,8 @@ def reference_run(root: Path, seed: int = 21, edits: Callable[[World], None] | N
         world.settle()
         problems = accounting_problems(world)
         assert problems == [], f"the fault-free reference itself does not account for its writes: {problems}"
+        drift = drift_problems(world)
+        assert drift == [], f"the fault-free reference itself drifts: {drift[:10]}"
         return Reference(snapshot(world), dict(confirmed_creates(world)))
     finally:
         world.close()
@@ -69,6 +79,7 @@ def assert_same_end_state(reference: Reference, world: World) -> None:
     world.settle()
     problems = end_state_differences(reference.snapshot, world)
     problems += accounting_problems(world)
+    problems += drift_problems(world)  # and `mktdyn verify` finds nothing the store cannot explain
     if dict(confirmed_creates(world)) != reference.creates:
         problems.append(f"confirmed creates {dict(confirmed_creates(world))}, reference {reference.creates}")
     assert problems == [], "\n".join(problems[:20])

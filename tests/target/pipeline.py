@@ -193,6 +193,12 @@ class Pipeline:
                 return result
         return result
 
+    def verify(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``mktdyn verify`` through its CLI, with the merging target's config (JSON lines on stdout)."""
+        command = [str(BIN / "mktdyn"), "--store-url", self.store_url, "verify"]
+        command += ["--config", str(self._write("target-merge", self.configs["target-merge"])), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
     def store(self) -> Store:
         """The target's store (close it after use)."""
         return Store(self.store_url)

@@ -45,7 +45,7 @@ from tests.target.test_merge_properties import (
     PROPERTY_SETTINGS,
     expected_authority,
 )
-from tests.target.worlds import World
+from tests.target.worlds import World, drift_problems
 
 
 @dataclass
@@ -209,6 +209,7 @@ def test_seeded_edits_on_both_sides_converge_end_to_end(world: World, seed: int)
         assert person["title"] == row["jobtitle"]
         assert f"S{seed}R1" in person["title"]  # the last round's edit, not an older value
     assert_no_wrong_winner(world)
+    assert drift_problems(world) == []
 
 
 def assert_no_wrong_winner(world: World) -> None:

@@ -20,6 +20,7 @@ from tap_dynamics_leads.metadata import AttributeMetadata, OptionValue
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
 from tap_marketo_leads.schema import FieldInfo, fields_from_describe
+from target_mktdyn_merge.metadata import with_updatable
 from target_mktdyn_merge.validation import (
     DynamicsValidator,
     MarketoValidator,
@@ -434,8 +435,11 @@ def test_split_valid_holds_back_only_the_rejected_fields() -> None:
 
 
 # -- Marketo ------------------------------------------------------------------------------------------------
-def info(name: str, data_type: str, length: int | None = None, read_only: bool = False) -> FieldInfo:
-    return FieldInfo(name, data_type, read_only, length, name)
+def info(
+    name: str, data_type: str, length: int | None = None, read_only: bool = False, company: bool = False
+) -> FieldInfo:
+    """A describe field; ``company`` ones are not ``updateable`` in describe2 (no longer a hard-coded list)."""
+    return FieldInfo(name, data_type, read_only, length, name, updatable=not (read_only or company))
 
 
 MARKETO_FIELDS = {
@@ -445,9 +449,9 @@ MARKETO_FIELDS = {
         info("email", "email", 255),
         info("firstName", "string", 255),
         info("lastName", "string", 255),
-        info("company", "string", 255),
-        info("annualRevenue", "currency"),
-        info("numberOfEmployees", "integer"),
+        info("company", "string", 255, company=True),
+        info("annualRevenue", "currency", company=True),
+        info("numberOfEmployees", "integer", company=True),
         info("leadScore", "integer"),
         info("urgency", "float"),
         info("dateOfBirth", "date"),
@@ -638,7 +642,9 @@ def marketo(sandbox: Sandbox) -> Iterator[MarketoClient]:
 
 
 def test_marketo_validator_agrees_with_the_sandbox(marketo: MarketoClient) -> None:
-    validator = MarketoValidator(fields_from_describe(marketo.describe_leads()))
+    validator = MarketoValidator(
+        with_updatable(fields_from_describe(marketo.describe_leads()), marketo.describe_leads2())
+    )
     accepted: list[Mapping[str, Any]] = [
         {"email": "ada.lovelace+sync@example.com", "firstName": "Zoë" + "x" * 252, "syncToDynamics": True},
         {"email": "grace@example.com", "company": "Acme", "dynamicsLeadId": GUID},

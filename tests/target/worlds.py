@@ -24,6 +24,7 @@ from tap_dynamics_leads.connection import DataverseConnection
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
 from target_mktdyn_merge import store_schema as tables
+from target_mktdyn_merge.verify import VerifyResult, run_verify
 
 from tests.target.pipeline import JobResult, Pipeline, connection_config
 
@@ -137,6 +138,14 @@ class World:
         for name, port in ports.items():
             setattr(self.sandbox.options, name, port)
         self.sandbox.start()
+
+    def verify(self) -> VerifyResult:
+        """``mktdyn verify --all`` in process (the CLI's own code, without a process start): both systems read."""
+        store = self.pipeline.store()
+        try:
+            return run_verify(self.pipeline.configs["target-merge"], store)
+        finally:
+            store.close()
 
     def settle(self, max_runs: int = 4) -> int:
         """Fault-free runs until one makes no write call (what the last ones wrote has come back); how many."""
@@ -257,6 +266,16 @@ def accounting_problems(world: World) -> list[str]:
             f"(missing {sorted(posted - set(in_marketo))[:5]}, unexpected {sorted(set(in_marketo) - posted)[:5]})"
         )
     return problems
+
+
+def drift_problems(world: World) -> list[str]:
+    """What ``mktdyn verify`` finds that nothing in the store explains (empty: the systems agree, or say why)."""
+    result = world.verify()
+    return [
+        f"drift: person {d.person_id} / {d.entity} {d.dynamics_id} {d.field}: Marketo {d.marketo_value!r}, "
+        f"Dynamics {d.dynamics_value!r}, baseline {d.baseline}, last activity {d.last_activity}"
+        for d in result.drift
+    ]
 
 
 def confirmed_creates(world: World) -> Counter[str]:

@@ -70,6 +70,8 @@ class MarketoApp(SandboxApp):
             "export_daily_quota_mb": 500,
             "export_max_processing": 2,
             "export_max_queued": 10,
+            # Fields leads.json silently ignores on create and update although describe calls them writable.
+            "ignored_on_write": [],
         }
 
     # -- wiring -------------------------------------------------------------------------------------
@@ -80,7 +82,14 @@ class MarketoApp(SandboxApp):
         self.db = Database(context.directory / "marketo.db")
         self.store = PersonStore(self.db)
         self.log = ActivityLog(self.db)
-        self.persons = PersonService(self.db, self.store, self.log, self.stats, context.clock)
+        self.persons = PersonService(
+            self.db,
+            self.store,
+            self.log,
+            self.stats,
+            context.clock,
+            lambda: frozenset(self.settings.get("ignored_on_write") or ()),
+        )
         self.tokens = TokenIssuer()
         self.limits = CallLimits(lambda: self.settings)
         self.exports = ExportJobs(

@@ -3,13 +3,16 @@
 One place decides what a write changes, which clock it moves and which activities it leaves, so the
 API (``leads.json``) and the admin UI-edit hook cannot drift apart. Company fields are accepted when a
 person is created (Marketo creates the company with the person) and silently ignored on updates, since
-Sync Leads cannot update them (that is Sync Companies' job); read-only fields are ignored everywhere.
+Sync Leads cannot update them (that is Sync Companies' job); read-only fields are ignored everywhere. The
+``ignored_on_write`` admin setting names more fields ``leads.json`` silently ignores while answering "updated"
+or "created", so tests can prove a client notices a write that did not land even when describe calls the
+field writable (as a real instance does with fields locked by a CRM sync or a field-level permission).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from mktdyn_sandbox.clock import SandboxClock
@@ -43,12 +46,21 @@ class EditError(ValueError):
 class PersonService:
     """Writes persons through the store and records what changed in the activity log."""
 
-    def __init__(self, db: Database, store: PersonStore, log: ActivityLog, stats: Stats, clock: SandboxClock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: PersonStore,
+        log: ActivityLog,
+        stats: Stats,
+        clock: SandboxClock,
+        ignored_on_write: Callable[[], Collection[str]] = tuple,
+    ) -> None:
         self.db = db
         self.store = store
         self.log = log
         self.stats = stats
         self.clock = clock
+        self.ignored_on_write = ignored_on_write
 
     # -- seed -------------------------------------------------------------------------------------
     def seed(self, plan: SeedPlan) -> None:
@@ -79,9 +91,10 @@ class PersonService:
         if unknown:
             raise RecordSkippedError("1006", f"Field '{unknown[0]}' not found")
         values: dict[str, Any] = {}
+        ignored = self.ignored_on_write()
         for name, raw in record.items():
             spec = FIELDS[name]
-            if spec.read_only or name == "id":
+            if spec.read_only or name == "id" or name in ignored:
                 continue  # read-only fields (and the id, unless it is the lookup) are ignored
             try:
                 values[name] = coerce(spec, raw)
