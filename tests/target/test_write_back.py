@@ -142,6 +142,8 @@ def test_a_bad_option_label_is_not_sent(world: World, edited: dict[str, Any]) ->
     failures = [a for a in edited["log"] if a["person_id"] == pair["marketo_id"] and a["action"] == "validation_failed"]
     assert failures
     assert "leadsourcecode" in failures[0]["rule"]
+    # Named as what it is (not an option, and which ones there are), not as a type error.
+    assert "'Carrier Pigeon' is not an option of Lead Source (options: 1 " in failures[0]["error_message"]
     assert world.row("lead", pair["dynamics_id"])["leadsourcecode"] != "Carrier Pigeon"
 
 
