@@ -144,6 +144,18 @@ def decide_create_in_dynamics(
     return CreateDecision(False, "dynamics", f"create_in_dynamics=flagged: {flag} is not true")
 
 
+def asked_for_dynamics_lead(person_fields: Mapping[str, Any], policy: SyncPolicy) -> bool:
+    """Whether the person asks for a Dynamics lead under ``create_in_dynamics=flagged`` (its flag is true).
+
+    Such a person's first link to a lead or contact that already exists is on the *create path* (DESIGN §10):
+    the original "Sync Person to Microsoft" does nothing to an existing lead, so the link fills blanks and
+    reports differences instead of letting the authority overwrite them.
+    """
+    if policy.create_in_dynamics != "flagged":
+        return False
+    return canonical("boolean", person_fields.get(policy.create_flag_field)) is True
+
+
 def decide_create_in_marketo(reverse: ReverseMatch, policy: SyncPolicy) -> CreateDecision:
     """Whether an unpaired Dynamics row becomes a new Marketo person (sync filter already applied)."""
     if reverse.outcome != "create_in_marketo":
