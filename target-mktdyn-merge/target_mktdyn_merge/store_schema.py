@@ -135,6 +135,15 @@ tombstones = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=False),
 )
 
+# The properties each stream's current catalog selects, from the SCHEMA message of its last extraction: a staged
+# field outside them is unknown to the merge, even in a record staged before the selection changed (DESIGN §10).
+stream_properties = sa.Table(
+    "stream_properties",
+    metadata,
+    sa.Column("stream", sa.String(32), primary_key=True),
+    sa.Column("property", sa.String(255), primary_key=True),
+)
+
 Migration = Callable[[sa.Connection], None]
 
 
@@ -173,6 +182,11 @@ def _false(connection: sa.Connection) -> str:
     return "0" if connection.dialect.name == "sqlite" else "false"
 
 
+def _stream_properties(connection: sa.Connection) -> None:
+    """Version 5: the properties each stream's catalog selects (a deselected field is unknown at once)."""
+    metadata.create_all(connection, tables=[stream_properties])
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
-MIGRATIONS: list[Migration] = [_initial, _tombstones, _staged_source_email, _activity_dry_run]
+MIGRATIONS: list[Migration] = [_initial, _tombstones, _staged_source_email, _activity_dry_run, _stream_properties]
 LATEST_VERSION = len(MIGRATIONS)
