@@ -78,8 +78,9 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
                         item["person_id"],
                         f"{item['entity']} {item['dynamics_id']}",
                         change["field"],
-                        _short(details.get("marketo")),
-                        _short(details.get("dynamics")),
+                        # Logged before collisions read as written (old/new were then Marketo/Dynamics).
+                        _short(details["marketo"] if "marketo" in details else change.get("old")),
+                        _short(details["dynamics"] if "dynamics" in details else change.get("new")),
                         item["winner"],
                         item["rule"],
                     ]

@@ -94,7 +94,7 @@ class StageResult:
 
 def _row_to_staged(row: sa.Row[Any], selected: frozenset[str] | None = None) -> StagedRecord:
     fields = json.loads(row.fields)
-    if selected is not None:  # only what the current catalog selects: a deselected field is unknown at once
+    if selected is not None and not fields.keys() <= selected:  # a deselected field is unknown at once
         fields = {k: v for k, v in fields.items() if k in selected}
     return StagedRecord(
         source=row.source,
