@@ -23,6 +23,7 @@ BASE_ATTRIBUTE_SELECT = (
     "IsValidForRead",
     "AttributeOf",
     "IsCustomAttribute",
+    "DisplayName",
 )
 ENTITY_SELECT = (
     "LogicalName",
@@ -86,6 +87,8 @@ class AttributeMetadata:
     datetime_behavior: str | None = None
     options: tuple[OptionValue, ...] = ()
     targets: tuple[str, ...] = ()
+    #: The column's label in the user's language ("Lead Source"), for messages a user reads.
+    display_name: str = ""
 
     @property
     def is_lookup(self) -> bool:
@@ -201,6 +204,7 @@ def parse_attribute(raw: Mapping[str, Any]) -> AttributeMetadata:
         datetime_behavior=_managed(raw.get("DateTimeBehavior")),
         options=parse_options(raw.get("OptionSet")),
         targets=tuple(str(target) for target in raw.get("Targets") or ()),
+        display_name=_label(raw.get("DisplayName")),
     )
 
 

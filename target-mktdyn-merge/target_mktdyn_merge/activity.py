@@ -70,9 +70,19 @@ class Activity:
 
 
 def record_activities(
-    store: Store, run_id: str, activities: Iterable[Activity], connection: sa.Connection | None = None
+    store: Store,
+    run_id: str,
+    activities: Iterable[Activity],
+    connection: sa.Connection | None = None,
+    *,
+    dry_run: bool = False,
 ) -> int:
-    """Append activities to the log (inside ``connection``'s transaction when given)."""
+    """Append activities to the log (inside ``connection``'s transaction when given).
+
+    ``dry_run`` marks them as what a dry run would have done: a column of the log, not only a key of
+    ``details``, so nothing that reads the log (posting to Marketo, ``mktdyn activity``) can take them for
+    outcomes that happened.
+    """
     at = now_iso()
     rows = [
         {
@@ -89,6 +99,7 @@ def record_activities(
             "error_code": a.error_code,
             "error_message": a.error_message,
             "details": dumps(a.details),
+            "dry_run": dry_run,
         }
         for a in activities
     ]

@@ -85,7 +85,7 @@ def cmd_activity(args: argparse.Namespace) -> int:
     rows = [
         [
             i["at"],
-            i["action"],
+            f"{i['action']} (dry run)" if i.get("dry_run") else i["action"],
             i["person_id"] or "",
             f"{i['entity'] or ''} {i['dynamics_id'] or ''}".strip(),
             i["direction"] or "",

@@ -32,6 +32,7 @@ POSTED_ACTIONS = (
     "collision",
     "validation_failed",
     "write_failed",
+    "write_ignored",
     "deleted",
     "flagged",
     "unlinked",
@@ -73,6 +74,9 @@ def _item(activity: dict[str, Any], type_id: int) -> dict[str, Any]:
     detail = activity.get("error_message") or activity.get("rule") or ""
     if activity.get("winner"):
         detail = f"winner: {activity['winner']} ({activity.get('rule')})"
+        details = activity.get("details") or {}
+        if "marketo" in details or "dynamics" in details:  # a collision: both sides' values, whoever won
+            detail += f"; Marketo: {_text(details.get('marketo'))}; Dynamics: {_text(details.get('dynamics'))}"
     return {
         "leadId": int(activity["person_id"]),
         "activityDate": activity["at"],
@@ -96,7 +100,8 @@ def _queue(store: Store, type_id: int, now: datetime) -> None:
     """Put unposted person-level outcomes of the last days in the outbox, once each.
 
     Not only this run's: a run that crashed before posting left its outcomes unposted. Older history is not
-    replayed (turning the setting on must not flood activity logs with months of outcomes).
+    replayed (turning the setting on must not flood activity logs with months of outcomes), and a dry run's
+    outcomes never are: they did not happen.
     """
     log, outbox = tables.activity_log, tables.outbox
     since = utc_iso(now - HISTORY)
@@ -108,6 +113,7 @@ def _queue(store: Store, type_id: int, now: datetime) -> None:
                 .where(
                     log.c.activity_id > last,
                     log.c.posted_to_marketo.is_(False),
+                    log.c.dry_run.is_(False),  # what a dry run would have done did not happen
                     log.c.at >= since,
                     log.c.action.in_(POSTED_ACTIONS),
                     log.c.person_id.is_not(None),
@@ -127,6 +133,7 @@ def _queue(store: Store, type_id: int, now: datetime) -> None:
             for row in rows:
                 activity = dict(row._mapping)
                 activity["fields"] = json.loads(activity["fields"] or "[]")
+                activity["details"] = json.loads(activity["details"] or "{}")
                 key = f"activity:{row.activity_id}"
                 if key in queued or not str(row.person_id).isdigit():
                     continue

@@ -21,6 +21,9 @@ Outcomes of a field (``FieldDecision.outcome``):
                  cannot write the field (read-only in its metadata). Reported, not written.
 ``frozen``       the ping-pong guard froze the field (see ``GuardPolicy``); no write until cleared.
 ``unknown``      a side did not send the field (not selected): neither compared nor written.
+``kept``         a first link on the create path (``PairInput.create_path``) found two different values:
+                 each side keeps its own, the difference is reported, and the baseline takes both as they
+                 are so that only later changes flow.
 ==============  ==========================================================================================
 """
 
@@ -40,7 +43,7 @@ from target_mktdyn_merge.normalize import (
     to_marketo_value,
 )
 
-Outcome = Literal["in_sync", "to_dynamics", "to_marketo", "stable", "blocked", "frozen", "unknown"]
+Outcome = Literal["in_sync", "to_dynamics", "to_marketo", "stable", "blocked", "frozen", "unknown", "kept"]
 """What the merge decided for one field (table in the module docstring)."""
 
 WriteDirection = Literal["to_dynamics", "to_marketo"]
@@ -52,6 +55,8 @@ ENTITY_AUTHORITY: Mapping[str, Side] = {"lead": "marketo", "contact": "dynamics"
 _SIDE_NAME: Mapping[str, str] = {"marketo": "Marketo", "dynamics": "Dynamics"}
 FIRST_LINK_BLANK_RULE = "first link: a blank never overwrites a value"
 NO_BASELINE_BLANK_RULE = "no baseline for this field: a blank never overwrites a value"
+CREATE_PATH_BLANK_RULE = "first link on the create path: a blank is filled from the other side"
+CREATE_PATH_KEPT_RULE = "first link on the create path: each side keeps its value (DESIGN §10); later changes flow"
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,9 @@ class PairInput:
             column of a qualified/disqualified lead).
         field_map: The rules.
         guards: Marketo field name → ping-pong guard state from the previous runs.
+        create_path: The first link was made on the create path (a person asked for a Dynamics lead, the
+            "Sync Person to Microsoft" analogue, and one already existed): with ``first_link``, blanks are
+            filled from the other side and differing values are ``kept``, never overwritten (DESIGN §10).
         authority_override: The pair's authority when it differs from the entity's default (a lead
             qualified into a contact: Dynamics). Per-field rule authorities still take precedence.
         guard_policy: The ping-pong rule's parameters.
@@ -177,6 +185,7 @@ class PairInput:
     guards: Mapping[str, FieldGuard] = field(default_factory=dict)
     authority_override: Side | None = None
     guard_policy: GuardPolicy = GuardPolicy()
+    create_path: bool = False
 
 
 @dataclass(frozen=True)
@@ -367,9 +376,15 @@ def _decide(rule: FieldRule, pair: PairInput) -> tuple[FieldDecision, FieldGuard
             winner, words = effective_authority(rule, pair.entity, pair.authority_override)
     else:
         collision = True
+        create_path = pair.first_link and pair.create_path
         if is_blank(marketo_value) != is_blank(dynamics_value):
             winner = "dynamics" if is_blank(marketo_value) else "marketo"
-            words = FIRST_LINK_BLANK_RULE if pair.first_link else NO_BASELINE_BLANK_RULE
+            if create_path:
+                words = CREATE_PATH_BLANK_RULE
+            else:
+                words = FIRST_LINK_BLANK_RULE if pair.first_link else NO_BASELINE_BLANK_RULE
+        elif create_path:
+            return decided("kept", CREATE_PATH_KEPT_RULE), None
         else:
             winner, words = effective_authority(rule, pair.entity, pair.authority_override)
 
@@ -466,6 +481,8 @@ def confirm_baseline(
       next extraction): Marketo's side is what Marketo holds, Dynamics' is Dynamics' current value.
     - ``blocked``: both sides at their current values: the change was seen and the map says it does not
       flow, so it is reported once and is a stable divergence afterwards (no report every five minutes).
+    - ``kept`` (a first link on the create path): both sides at their current values, so that only later
+      changes flow.
     - A write not confirmed (pending, failed, deferred: ``None`` for that side), and ``stable``, ``frozen``,
       ``unknown``: unchanged.
 
@@ -485,7 +502,7 @@ def confirm_baseline(
     for decision in result.decisions:
         rule = decision.mapping
         option_set = option_sets.get(rule.dynamics)
-        if decision.outcome in {"in_sync", "blocked"}:
+        if decision.outcome in {"in_sync", "blocked", "kept"}:
             baseline[rule.marketo] = BaselineEntry(decision.marketo_canonical, decision.dynamics_canonical)
         elif decision.outcome == "to_dynamics" and dynamics_stored is not None:
             stored = dynamics_stored.get(rule.dynamics, decision.written_value)

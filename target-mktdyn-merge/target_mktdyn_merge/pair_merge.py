@@ -13,7 +13,7 @@ from typing import Any
 
 from target_mktdyn_merge.activity import Activity, FieldChange
 from target_mktdyn_merge.fieldmap import FieldMap
-from target_mktdyn_merge.merge import MergeResult, PairInput, merge_pair
+from target_mktdyn_merge.merge import FieldDecision, MergeResult, PairInput, merge_pair
 from target_mktdyn_merge.metadata import SyncMetadata
 from target_mktdyn_merge.outbox import PlannedWrite
 from target_mktdyn_merge.pairs import Pair
@@ -28,8 +28,15 @@ class MergeContext:
     run_number: int
 
 
-def merge(context: MergeContext, pair: Pair, person: Mapping[str, Any], row: Mapping[str, Any]) -> MergeResult:
-    """Merge one pair's current values against its baseline."""
+def merge(
+    context: MergeContext,
+    pair: Pair,
+    person: Mapping[str, Any],
+    row: Mapping[str, Any],
+    *,
+    create_path: bool = False,
+) -> MergeResult:
+    """Merge one pair's current values against its baseline (``create_path``: see ``PairInput``)."""
     metadata = context.metadata
     return merge_pair(
         PairInput(
@@ -44,24 +51,24 @@ def merge(context: MergeContext, pair: Pair, person: Mapping[str, Any], row: Map
             dynamics_read_only=metadata.dynamics_not_updatable(pair.entity),
             field_map=context.field_map,
             guards=pair.guards,
+            create_path=create_path,
         )
     )
+
+
+def kept_differences(result: MergeResult) -> list[dict[str, Any]]:
+    """Fields a first link on the create path left different, with both values (for the ``linked`` activity)."""
+    return [
+        {"field": d.field, "column": d.column, "marketo": d.marketo_value, "dynamics": d.dynamics_value}
+        for d in result.decisions
+        if d.outcome == "kept"
+    ]
 
 
 def decision_activities(pair: Pair, result: MergeResult) -> list[Activity]:
     """Activities of the decisions themselves: collisions, blocked or frozen fields, or 'unchanged'."""
     base: dict[str, Any] = {"person_id": pair.marketo_id, "entity": pair.entity, "dynamics_id": pair.dynamics_id}
-    activities = [
-        Activity(
-            "collision",
-            direction=f"to_{'dynamics' if decision.winner == 'marketo' else 'marketo'}",
-            fields=[FieldChange(decision.field, decision.marketo_value, decision.dynamics_value)],
-            winner=decision.winner,
-            rule=decision.rule,
-            **base,
-        )
-        for decision in result.collisions
-    ]
+    activities = [collision_activity(decision, base) for decision in result.collisions]
     activities += [
         Activity(
             "skipped",
@@ -77,6 +84,34 @@ def decision_activities(pair: Pair, result: MergeResult) -> list[Activity]:
     if not result.has_writes and not result.collisions:
         activities.append(Activity("unchanged", direction="none", **base))
     return activities
+
+
+def collision_activity(decision: FieldDecision, base: Mapping[str, Any]) -> Activity:
+    """A collision read the way it is written: old is the value overwritten, new the winning value.
+
+    The side written to is the loser's (``direction``); ``old`` is what that side holds, ``new`` what it
+    receives (the native value planned for it, or the winner's value when the write is blocked or frozen).
+    ``details`` keeps both sides' values, the winner and the rule, whatever the direction.
+    """
+    marketo_won = decision.winner == "marketo"
+    overwritten = decision.dynamics_value if marketo_won else decision.marketo_value
+    winning = decision.marketo_value if marketo_won else decision.dynamics_value
+    return Activity(
+        "collision",
+        direction="to_dynamics" if marketo_won else "to_marketo",
+        fields=[FieldChange(decision.field, overwritten, decision.written_value if decision.writes else winning)],
+        winner=decision.winner,
+        rule=decision.rule,
+        details={
+            "column": decision.column,
+            "marketo": decision.marketo_value,
+            "dynamics": decision.dynamics_value,
+            "winner": decision.winner,
+            "rule": decision.rule,
+            "outcome": decision.outcome,
+        },
+        **base,
+    )
 
 
 def merge_writes(pair: Pair, result: MergeResult, etag: str | None) -> list[PlannedWrite]:

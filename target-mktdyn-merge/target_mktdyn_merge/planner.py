@@ -35,11 +35,12 @@ from target_mktdyn_merge.matching import (
 from target_mktdyn_merge.merge import confirm_baseline
 from target_mktdyn_merge.metadata import SyncMetadata
 from target_mktdyn_merge.outbox import PlannedWrite, plan_writes, supersede
-from target_mktdyn_merge.pair_merge import MergeContext, decision_activities, merge, merge_writes
+from target_mktdyn_merge.pair_merge import MergeContext, decision_activities, kept_differences, merge, merge_writes
 from target_mktdyn_merge.pairs import Pair, delete_pair, pairs_by_dynamics, pairs_by_person, save_pairs
 from target_mktdyn_merge.policies import (
     SubjectTemplateError,
     SyncPolicy,
+    asked_for_dynamics_lead,
     decide_create_in_dynamics,
     decide_create_in_marketo,
     decide_delete,
@@ -196,6 +197,8 @@ class Planner:
         self.lookups = _Lookups(store)
         #: Option sets per entity, built once (rebuilding them from the metadata for every pair cost ~5%).
         self.options = {entity: settings.metadata.options(entity) for entity in ENTITIES}
+        #: No real merge has succeeded before: first links are the initial sync's and keep DESIGN §4's rule.
+        self.initial_sync = not _merged_before(store, settings.run_id)
 
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> Counter[str]:
@@ -288,7 +291,7 @@ class Planner:
                 activity.details.setdefault("dry_run", True)
             self.counts[activity.action] += 1
         with self.store.transaction() as connection:
-            record_activities(self.store, settings.run_id, batch.activities, connection)
+            record_activities(self.store, settings.run_id, batch.activities, connection, dry_run=settings.dry_run)
             if not settings.dry_run:
                 supersede(connection, batch.writes)
             plan_writes(connection, settings.run_id, batch.writes, "dry_run" if settings.dry_run else "planned")
@@ -487,16 +490,54 @@ class Planner:
     def _merge(self, person: StagedRecord, row: StagedRecord, pair: Pair, batch: _Batch) -> None:
         """Field-by-field merge of a linked pair; plan the writes it calls for."""
         settings = self.settings
-        result = merge(self.merge_context, pair, person.fields, row.fields)
+        # A first link after the initial sync, for a person who asked for a Dynamics lead: the create path.
+        create_path = (
+            not pair.first_merge_done
+            and not self.initial_sync
+            and asked_for_dynamics_lead(person.fields, settings.policy)
+        )
+        result = merge(self.merge_context, pair, person.fields, row.fields, create_path=create_path)
         batch.activities.extend(decision_activities(pair, result))
         batch.writes.extend(merge_writes(pair, result, row.fields.get("odata_etag")))
+        kept = kept_differences(result)
+        if kept:
+            self._report_kept(pair, kept, batch)
         # Only what both systems already agree on moves the baseline here; planned writes move it once
         # they are confirmed stored (write-back).
+        previous = pair.baseline
         pair.baseline = confirm_baseline(pair.baseline, result, options=self.options[pair.entity])
+        if kept and settings.dry_run:
+            # A dry run must leave the first real run the same create-path first link to decide and report.
+            kept_fields = {d["field"] for d in kept}
+            pair.baseline = {
+                **{name: entry for name, entry in pair.baseline.items() if name not in kept_fields},
+                **{name: previous[name] for name in kept_fields if name in previous},
+            }
+            batch.pairs_to_save[person.record_id] = pair
+            return
         pair.first_merge_done = True
         if not settings.dry_run:
             pair.guards = dict(result.guards)
         batch.pairs_to_save[person.record_id] = pair
+
+    @staticmethod
+    def _report_kept(pair: Pair, kept: list[dict[str, Any]], batch: _Batch) -> None:
+        """Name the values a create-path first link left different in the pair's ``linked`` activity."""
+        words = "; ".join(f"{d['field']}: Marketo {d['marketo']!r}, Dynamics {d['dynamics']!r}" for d in kept)
+        note = f"the record already existed (create path): differences kept, not overwritten: {words}"
+        linked = next(
+            (
+                a
+                for a in reversed(batch.activities)
+                if a.action == "linked" and a.person_id == pair.marketo_id and a.dynamics_id == pair.dynamics_id
+            ),
+            None,
+        )
+        if linked is None:
+            linked = Activity("linked", pair.marketo_id, pair.entity, pair.dynamics_id, "none")
+            batch.activities.append(linked)
+        linked.rule = f"{linked.rule}; {note}" if linked.rule else note
+        linked.details = {**linked.details, "kept_differences": kept}
 
     def _person_deleted(self, person: StagedRecord, pair: Pair | None, batch: _Batch) -> None:
         self.processed_persons.add(person.record_id)
@@ -664,6 +705,18 @@ class Planner:
                 ),
             )
         )
+
+
+def _merged_before(store: Store, run_id: str) -> bool:
+    """Whether a real merge run other than ``run_id`` has succeeded (this is not the initial sync)."""
+    runs = tables.runs
+    with store.transaction() as connection:
+        found = connection.execute(
+            sa.select(runs.c.run_id)
+            .where(runs.c.mode == "merge", runs.c.status == "succeeded", runs.c.run_id != run_id)
+            .limit(1)
+        ).first()
+    return found is not None
 
 
 def merge_run_number(store: Store) -> int:

@@ -41,6 +41,92 @@ SUBJECT_MAX_LENGTH = 300
 """Dataverse's MaxLength of lead ``subject``; a longer generated topic is cut rather than rejected."""
 
 
+RECORD_WORDS: Mapping[Side, str] = {"marketo": "Marketo person", "dynamics": "Dynamics lead or contact"}
+"""A record of each side, in words."""
+
+
+@dataclass(frozen=True)
+class DeleteSetting:
+    """The meaning of one delete setting, the one source of its behaviour and of its description.
+
+    ``decide_delete`` picks the setting by the side where the delete happened; the settings schema, meltano.yml,
+    docs/ and ``--about`` take their titles and descriptions from here, so they cannot describe the other
+    direction.
+
+    Attributes:
+        name: The setting (``delete_from_dynamics``: delete *from Dynamics*, the side acted on).
+        deleted: The side whose delete the setting handles.
+        acted_on: The side the setting acts on (the deleted record's pair).
+        flag_setting: The setting naming the field set to true on ``acted_on`` by ``flag``.
+    """
+
+    name: str
+    deleted: Side
+    acted_on: Side
+    flag_setting: str
+
+    @property
+    def title(self) -> str:
+        """The setting's label."""
+        return f"When a {RECORD_WORDS[self.deleted]} is deleted"
+
+    @property
+    def description(self) -> str:
+        """What each choice does, naming the side deleted and the side acted on."""
+        acted_on = RECORD_WORDS[self.acted_on]
+        return (
+            f"When a {RECORD_WORDS[self.deleted]} is deleted, what happens to its paired {acted_on}: ignore "
+            f"(left as it is), flag (the {acted_on}'s {self.flag_setting} field is set to true) or delete "
+            "(it is deleted too). The pair is always unlinked."
+        )
+
+    @property
+    def flag_description(self) -> str:
+        """The description of ``flag_setting``."""
+        kind = "Marketo boolean field" if self.acted_on == "marketo" else "Dynamics two-option column"
+        return (
+            f"{kind} set to true on a {RECORD_WORDS[self.acted_on]} whose paired {RECORD_WORDS[self.deleted]} "
+            f"was deleted, when {self.name} is flag."
+        )
+
+
+#: The delete settings, by the side whose delete each handles.
+DELETE_SETTINGS: Mapping[Side, DeleteSetting] = {
+    "marketo": DeleteSetting("delete_from_dynamics", "marketo", "dynamics", "delete_flag_field_dynamics"),
+    "dynamics": DeleteSetting("delete_from_marketo", "dynamics", "marketo", "delete_flag_field_marketo"),
+}
+
+#: Title and description of each create setting (the settings schema and its mirrors read them from here).
+CREATE_SETTING_DOCS: Mapping[str, tuple[str, str]] = {
+    "create_in_dynamics": (
+        "Create leads in Dynamics",
+        "For a Marketo person with no Dynamics lead or contact: never create a lead, create one only when the "
+        "person's create_flag_field is true (flagged), or always. A flagged person whose lead or contact already "
+        "exists is linked to it: blanks are filled from either side, differing values are kept and reported.",
+    ),
+    "create_flag_field": (
+        "Create flag field",
+        "Marketo boolean field that asks for a Dynamics lead (the Sync Person to Microsoft analogue) when "
+        "create_in_dynamics is flagged.",
+    ),
+    "create_in_marketo": (
+        "Create persons in Marketo",
+        "Create a Marketo person for a Dynamics lead or contact missing there (sync filter permitting).",
+    ),
+}
+
+
+def setting_docs() -> dict[str, tuple[str, str]]:
+    """Title and description of every create and delete setting, for the settings schema."""
+    docs = dict(CREATE_SETTING_DOCS)
+    for spec in DELETE_SETTINGS.values():
+        docs[spec.name] = (spec.title, spec.description)
+    for spec in DELETE_SETTINGS.values():
+        label = "Marketo delete flag field" if spec.acted_on == "marketo" else "Dynamics delete flag column"
+        docs[spec.flag_setting] = (label, spec.flag_description)
+    return docs
+
+
 class SubjectTemplateError(ValueError):
     """The ``lead_subject_template`` cannot be rendered; the message names the placeholder."""
 
@@ -142,6 +228,18 @@ def decide_create_in_dynamics(
     if canonical("boolean", person_fields[flag]) is True:
         return CreateDecision(True, "dynamics", f"create_in_dynamics=flagged: {flag} is true")
     return CreateDecision(False, "dynamics", f"create_in_dynamics=flagged: {flag} is not true")
+
+
+def asked_for_dynamics_lead(person_fields: Mapping[str, Any], policy: SyncPolicy) -> bool:
+    """Whether the person asks for a Dynamics lead under ``create_in_dynamics=flagged`` (its flag is true).
+
+    Such a person's first link to a lead or contact that already exists is on the *create path* (DESIGN §10):
+    the original "Sync Person to Microsoft" does nothing to an existing lead, so the link fills blanks and
+    reports differences instead of letting the authority overwrite them.
+    """
+    if policy.create_in_dynamics != "flagged":
+        return False
+    return canonical("boolean", person_fields.get(policy.create_flag_field)) is True
 
 
 def decide_create_in_marketo(reverse: ReverseMatch, policy: SyncPolicy) -> CreateDecision:
@@ -326,15 +424,12 @@ def decide_delete(
         dynamics_entity: The pair's Dynamics entity (the deleted row's, or the target's).
         target_exists: False when the paired record is gone too: then there is nothing to act on.
     """
-    target_side: Side = "dynamics" if deleted_side == "marketo" else "marketo"
-    if deleted_side == "marketo":
-        setting, setting_name = policy.delete_from_dynamics, "delete_from_dynamics"
-        flag_field = policy.delete_flag_field_dynamics
-        source = "Marketo person"
-    else:
-        setting, setting_name = policy.delete_from_marketo, "delete_from_marketo"
-        flag_field = policy.delete_flag_field_marketo
-        source = f"Dynamics {dynamics_entity or 'row'}"
+    spec = DELETE_SETTINGS[deleted_side]
+    target_side = spec.acted_on
+    setting_name = spec.name
+    setting: DeletePolicy = getattr(policy, spec.name)
+    flag_field: str = getattr(policy, spec.flag_setting)
+    source = "Marketo person" if deleted_side == "marketo" else f"Dynamics {dynamics_entity or 'row'}"
     entity = dynamics_entity if target_side == "dynamics" else None
 
     def decided(action: DeletePolicy, activity: DeleteActivity, reason: str) -> DeleteDecision:

@@ -71,14 +71,16 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
         out.write(f"\nCollisions ({len(collisions)}):\n")
         rows = []
         for item in collisions[:max_items]:
+            details = item["details"]
             for change in item["fields"]:
                 rows.append(
                     [
                         item["person_id"],
                         f"{item['entity']} {item['dynamics_id']}",
                         change["field"],
-                        _short(change.get("old")),
-                        _short(change.get("new")),
+                        # Logged before collisions read as written (old/new were then Marketo/Dynamics).
+                        _short(details["marketo"] if "marketo" in details else change.get("old")),
+                        _short(details["dynamics"] if "dynamics" in details else change.get("new")),
                         item["winner"],
                         item["rule"],
                     ]

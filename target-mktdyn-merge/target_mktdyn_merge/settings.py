@@ -8,6 +8,11 @@ from singer_sdk import typing as th
 from tap_dynamics_leads.tap import TapDynamicsLeads
 from tap_marketo_leads.tap import TapMarketoLeads
 
+from target_mktdyn_merge.policies import setting_docs
+
+#: Titles and descriptions of the create/delete settings, defined with their behaviour in ``policies``.
+DOCS = setting_docs()
+
 #: Tap settings the target reuses for its write connections, under a system prefix.
 CONNECTION_SETTINGS = {
     "marketo": (
@@ -119,23 +124,22 @@ def build_config_schema() -> dict[str, Any]:
             th.StringType,
             default="flagged",
             allowed_values=["never", "flagged", "always"],
-            title="Create leads in Dynamics",
-            description="For Marketo persons with no Dynamics match: never, only when the create flag "
-            "field is true (flagged), or always.",
+            title=DOCS["create_in_dynamics"][0],
+            description=DOCS["create_in_dynamics"][1],
         ),
         th.Property(
             "create_flag_field",
             th.StringType,
             default="syncToDynamics",
-            title="Create flag field",
-            description="Marketo boolean field that asks for a Dynamics lead (Sync Person to Microsoft).",
+            title=DOCS["create_flag_field"][0],
+            description=DOCS["create_flag_field"][1],
         ),
         th.Property(
             "create_in_marketo",
             th.BooleanType,
             default=True,
-            title="Create persons in Marketo",
-            description="Create Marketo persons for Dynamics leads/contacts missing there (sync filter permitting).",
+            title=DOCS["create_in_marketo"][0],
+            description=DOCS["create_in_marketo"][1],
         ),
         th.Property(
             "lead_subject_template",
@@ -150,32 +154,30 @@ def build_config_schema() -> dict[str, Any]:
             th.StringType,
             default="ignore",
             allowed_values=["ignore", "flag", "delete"],
-            title="When a Dynamics row is deleted",
-            description="What happens to the Marketo person: ignore, flag (set the Marketo delete flag "
-            "field) or delete. The pair is always unlinked.",
+            title=DOCS["delete_from_dynamics"][0],
+            description=DOCS["delete_from_dynamics"][1],
         ),
         th.Property(
             "delete_from_marketo",
             th.StringType,
             default="ignore",
             allowed_values=["ignore", "flag", "delete"],
-            title="When a Marketo person is deleted",
-            description="What happens to the Dynamics row: ignore, flag (set the Dynamics delete flag "
-            "column) or delete. The pair is always unlinked.",
+            title=DOCS["delete_from_marketo"][0],
+            description=DOCS["delete_from_marketo"][1],
         ),
         th.Property(
             "delete_flag_field_marketo",
             th.StringType,
             default="deletedInDynamics",
-            title="Marketo delete flag field",
-            description="Marketo boolean set when the linked Dynamics row was deleted (flag policy).",
+            title=DOCS["delete_flag_field_marketo"][0],
+            description=DOCS["delete_flag_field_marketo"][1],
         ),
         th.Property(
             "delete_flag_field_dynamics",
             th.StringType,
             default="mkt_deletedinmarketo",
-            title="Dynamics delete flag column",
-            description="Dynamics two-option column set when the linked Marketo person was deleted.",
+            title=DOCS["delete_flag_field_dynamics"][0],
+            description=DOCS["delete_flag_field_dynamics"][1],
         ),
         th.Property(
             "sync_filter_field",

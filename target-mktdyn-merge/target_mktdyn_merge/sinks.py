@@ -24,6 +24,9 @@ class StagingSink(BatchSink):
         self.owner = target  # the SDK keeps no reference; the store and run id live on the target
         self._datelike_of: dict[str, Any] | None = None
         self._datelike: dict[str, Any] = {}
+        # The SCHEMA carries only the properties the tap's catalog selects, and comes with every extraction (even
+        # one with no record): recorded now, a deselected field is unknown to the merge at once (DESIGN §10).
+        self.owner.store.record_selection(self.stream_name, self.schema.get("properties") or {})
 
     def get_validator(self) -> Any:
         """The SDK's validator, failing with the field's name instead of logging a traceback."""

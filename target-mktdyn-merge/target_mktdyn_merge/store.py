@@ -93,14 +93,17 @@ class StageResult:
     older_ignored: int = 0
 
 
-def _row_to_staged(row: sa.Row[Any]) -> StagedRecord:
+def _row_to_staged(row: sa.Row[Any], selected: frozenset[str] | None = None) -> StagedRecord:
+    fields = json.loads(row.fields)
+    if selected is not None and not fields.keys() <= selected:  # a deselected field is unknown at once
+        fields = {k: v for k, v in fields.items() if k in selected}
     return StagedRecord(
         source=row.source,
         record_id=row.record_id,
         email_norm=row.email_norm,
         source_ts=row.source_ts,
         deleted_at=row.deleted_at,
-        fields=json.loads(row.fields),
+        fields=fields,
         changed_seq=row.changed_seq,
         merged_seq=row.merged_seq,
     )
@@ -126,6 +129,7 @@ class Store:
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._counter_lock = threading.Lock()
+        self._selection: dict[str, frozenset[str]] | None = None  # stream → selected properties
         self._batch = threading.local()  # the connection of this thread's open ``batched`` block, if any
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -341,6 +345,41 @@ class Store:
                     )
         return StageResult(inserted, updated, unchanged, older)
 
+    def record_selection(self, stream: str, properties: Iterable[str]) -> None:
+        """Record the properties a stream's SCHEMA carries (what its catalog selects now).
+
+        Every extraction sends the SCHEMA, even with no record, so a field deselected since is unknown from this
+        run on, also in records staged before. A field selected again counts again at once, and every record of
+        the stream is merged again in this run: a value staged before the field was deselected is still the
+        record's value unless the record changed meanwhile, and then it was re-extracted without the field,
+        which stays unknown until the record's next extraction.
+        """
+        wanted = {p for p in properties if not p.startswith("_sdc_")}
+        table = tables.stream_properties
+        with self.transaction() as connection:
+            current = set(connection.execute(sa.select(table.c.property).where(table.c.stream == stream)).scalars())
+            added, dropped = sorted(wanted - current), sorted(current - wanted)
+            if added:
+                connection.execute(sa.insert(table), [{"stream": stream, "property": p} for p in added])
+            if added and current:  # selected again (or newly): every record of the stream is merged again
+                staged = tables.staged
+                connection.execute(sa.update(staged).where(staged.c.source == stream).values(merged_seq=0))
+            for start in range(0, len(dropped), _CHUNK):
+                chunk = dropped[start : start + _CHUNK]
+                connection.execute(sa.delete(table).where(table.c.stream == stream, table.c.property.in_(chunk)))
+        self._selection = None
+
+    def _selected(self, stream: str) -> frozenset[str] | None:
+        """The stream's selected properties (None: never recorded, every staged field counts)."""
+        if self._selection is None:
+            table = tables.stream_properties
+            selection: dict[str, set[str]] = {}
+            with self.transaction() as connection:
+                for row in connection.execute(sa.select(table)):
+                    selection.setdefault(row.stream, set()).add(row.property)
+            self._selection = {name: frozenset(props) for name, props in selection.items()}
+        return self._selection.get(stream)
+
     def reconcile_keys(self, stream: str, version: int, run_id: str) -> int:
         """After a full extraction of ``version``: live records it did not return were deleted (DESIGN §4).
 
@@ -364,15 +403,17 @@ class Store:
     def staged_record(self, stream: str, record_id: str) -> StagedRecord | None:
         """The staged version of one record."""
         table = tables.staged
+        selected = self._selected(stream)
         with self.transaction() as connection:
             row = connection.execute(
                 sa.select(table).where(table.c.source == stream, table.c.record_id == str(record_id))
             ).first()
-        return None if row is None else _row_to_staged(row)
+        return None if row is None else _row_to_staged(row, selected)
 
     def staged_records(self, stream: str, record_ids: Iterable[str]) -> dict[str, StagedRecord]:
         """The staged versions of many records of ``stream`` (live or deleted), by id; absent ids are missing."""
         table = tables.staged
+        selected = self._selected(stream)
         wanted = sorted({str(i) for i in record_ids})
         found: dict[str, StagedRecord] = {}
         with self.transaction() as connection:
@@ -381,12 +422,13 @@ class Store:
                 for row in connection.execute(
                     sa.select(table).where(table.c.source == stream, table.c.record_id.in_(chunk))
                 ):
-                    found[row.record_id] = _row_to_staged(row)
+                    found[row.record_id] = _row_to_staged(row, selected)
         return found
 
     def staged_by_email(self, stream: str, emails: Iterable[str]) -> dict[str, list[StagedRecord]]:
         """Live (not deleted) staged records of ``stream`` by normalized email."""
         table = tables.staged
+        selected = self._selected(stream)
         found: dict[str, list[StagedRecord]] = {}
         wanted = sorted({e for e in emails if e})
         with self.transaction() as connection:
@@ -397,12 +439,13 @@ class Store:
                         table.c.source == stream, table.c.email_norm.in_(chunk), table.c.deleted_at.is_(None)
                     )
                 ):
-                    found.setdefault(row.email_norm, []).append(_row_to_staged(row))
+                    found.setdefault(row.email_norm, []).append(_row_to_staged(row, selected))
         return found
 
     def dirty_records(self, stream: str, batch_size: int = 1000) -> Iterator[list[StagedRecord]]:
         """Records whose content changed since the merge last looked at them, in batches (bounded memory)."""
         table = tables.staged
+        selected = self._selected(stream)
         last_id = ""
         while True:
             with self.transaction() as connection:
@@ -416,7 +459,7 @@ class Store:
                 ).all()
             if not rows:
                 return
-            yield [_row_to_staged(row) for row in rows]
+            yield [_row_to_staged(row, selected) for row in rows]
             last_id = rows[-1].record_id
 
     def staged_counts(self) -> dict[str, dict[str, int]]:

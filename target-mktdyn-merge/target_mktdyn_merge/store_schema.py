@@ -118,6 +118,8 @@ activity_log = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("details", sa.Text, nullable=False, server_default="{}"),
     sa.Column("posted_to_marketo", sa.Boolean, nullable=False, server_default=sa.false()),
+    # What a dry run would have done, not what happened: never posted to Marketo, shown marked (migration 4).
+    sa.Column("dry_run", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 # The survivor of a delete that unlinked a pair: re-created on the other side only once it changes
@@ -131,6 +133,15 @@ tombstones = sa.Table(
     sa.Column("deleted_at", sa.String(32), nullable=False),
     sa.Column("fingerprint", sa.Text, nullable=False),  # the survivor's mapped values when the pair ended
     sa.Column("run_id", sa.String(64), nullable=False),
+)
+
+# The properties each stream's current catalog selects, from the SCHEMA message of its last extraction: a staged
+# field outside them is unknown to the merge, even in a record staged before the selection changed (DESIGN §10).
+stream_properties = sa.Table(
+    "stream_properties",
+    metadata,
+    sa.Column("stream", sa.String(32), primary_key=True),
+    sa.Column("property", sa.String(255), primary_key=True),
 )
 
 Migration = Callable[[sa.Connection], None]
@@ -151,6 +162,31 @@ def _staged_source_email(connection: sa.Connection) -> None:
     staged_source_email.create(connection, checkfirst=True)
 
 
+def _activity_dry_run(connection: sa.Connection) -> None:
+    """Version 4: ``activity_log.dry_run``, so a dry run's outcomes are never taken for real ones.
+
+    A store created at version 1 has the table without the column; rows of existing dry runs are marked from
+    their run's mode.
+    """
+    columns = {column["name"] for column in sa.inspect(connection).get_columns("activity_log")}
+    if "dry_run" not in columns:
+        connection.execute(
+            sa.text("ALTER TABLE activity_log ADD COLUMN dry_run BOOLEAN NOT NULL DEFAULT " + _false(connection))
+        )
+    dry_runs = sa.select(runs.c.run_id).where(runs.c.mode == "dry_run").scalar_subquery()
+    connection.execute(sa.update(activity_log).where(activity_log.c.run_id.in_(dry_runs)).values(dry_run=True))
+
+
+def _false(connection: sa.Connection) -> str:
+    """The dialect's literal false for a column default (SQLite has no boolean literal before 3.23)."""
+    return "0" if connection.dialect.name == "sqlite" else "false"
+
+
+def _stream_properties(connection: sa.Connection) -> None:
+    """Version 5: the properties each stream's catalog selects (a deselected field is unknown at once)."""
+    metadata.create_all(connection, tables=[stream_properties])
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
-MIGRATIONS: list[Migration] = [_initial, _tombstones, _staged_source_email]
+MIGRATIONS: list[Migration] = [_initial, _tombstones, _staged_source_email, _activity_dry_run, _stream_properties]
 LATEST_VERSION = len(MIGRATIONS)

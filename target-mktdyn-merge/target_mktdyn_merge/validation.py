@@ -230,6 +230,24 @@ def _describe_options(values: Sequence[Any]) -> str:
     return ", ".join(str(n) for n in numbers)
 
 
+def _is_single_choice(attribute: AttributeMetadata | None) -> bool:
+    """A picklist, state or status column (one option value, not a multi-select)."""
+    return attribute is not None and attribute.attribute_type in _OPTION_TYPES and not attribute.is_multiselect
+
+
+def _not_an_option(attribute: AttributeMetadata, key: str, shown: str) -> str:
+    """``leadsourcecode: 'Carrier Pigeon' is not an option of Lead Source (options: 1 Advertisement, ...)``.
+
+    The column's display name and each option's value and label: what the user can pick from in either
+    system, rather than a bare range of numbers.
+    """
+    name = attribute.display_name or attribute.schema_name or key
+    choices = ", ".join(
+        f"{option.value} {option.label}".strip() for option in sorted(attribute.options, key=lambda o: o.value)
+    )
+    return f"{key}: {shown} is not an option of {name} (options: {choices})"
+
+
 # -- Dynamics: schema keywords JSON Schema lacks -------------------------------------------------------------
 def _kw_max_length(validator: Any, limit: int, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
     """``maxLength`` counted in UTF-16 units, as Dataverse counts (see :func:`text_length`)."""
@@ -563,7 +581,12 @@ class DynamicsValidator:
         value = payload.get(key)
         attribute = compiled.columns.get(key)
         shown = _shorten(value)
-        if keyword == "type":
+        if keyword == "type" and _is_single_choice(attribute) and value is not None and not isinstance(value, bool):
+            # An option-set column given text (an unmapped label) or a fraction: what the user must hear is
+            # that it is not one of the column's options, and which ones there are, not its JSON type.
+            assert attribute is not None
+            yield Violation(key, "option_value", _not_an_option(attribute, key, shown))
+        elif keyword == "type":
             expected = error.validator_value
             kinds = [expected] if isinstance(expected, str) else list(expected)
             if attribute is not None and attribute.attribute_type == "Boolean":
@@ -586,8 +609,11 @@ class DynamicsValidator:
             )
             yield Violation(key, keyword, f"{key}: {shown} is {word} {error.validator_value} ({source})")
         elif keyword == "enum":
-            allowed = _describe_options([v for v in error.validator_value if v is not None])
-            yield Violation(key, "option_value", f"{key}: {shown} is not one of its options ({allowed})")
+            if attribute is not None and attribute.options:
+                yield Violation(key, "option_value", _not_an_option(attribute, key, shown))
+            else:
+                allowed = _describe_options([v for v in error.validator_value if v is not None])
+                yield Violation(key, "option_value", f"{key}: {shown} is not one of its options ({allowed})")
         elif keyword == "format":
             yield Violation(key, "format", f"{key}: {shown} is not {_FORMAT_WORDS.get(error.validator_value, 'valid')}")
         elif keyword == "pattern":

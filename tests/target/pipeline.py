@@ -65,6 +65,8 @@ class Pipeline:
     target_config: dict[str, Any] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)
     store_url: str = ""  # empty: a SQLite file in the work directory
+    #: Tap name → the catalog it runs with (``--catalog``), as ``meltano select`` would give it.
+    catalogs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +89,8 @@ class Pipeline:
     def extract(self, tap: str) -> Path:
         """Run a tap with its saved state; return the file of its Singer output."""
         args = [str(BIN / tap), "--config", str(self._write(tap, self.configs[tap]))]
+        if tap in self.catalogs:
+            args += ["--catalog", str(self._write(f"{tap}-catalog", self.catalogs[tap]))]
         if tap in self.states:
             args += ["--state", str(self._write(f"{tap}-state", json.loads(self.states[tap])))]
         output = self.workdir / f"{tap}.singer"
@@ -142,6 +146,8 @@ class Pipeline:
         so the target sees exactly the same records however the pipe was timed.
         """
         args = [str(BIN / tap), "--config", str(self._write(tap, self.configs[tap]))]
+        if tap in self.catalogs:
+            args += ["--catalog", str(self._write(f"{tap}-catalog", self.catalogs[tap]))]
         if tap in self.states:
             args += ["--state", str(self._write(f"{tap}-state", json.loads(self.states[tap])))]
         output = self.workdir / f"{tap}.singer"
@@ -198,6 +204,13 @@ class Pipeline:
         command = [str(BIN / "mktdyn"), "--store-url", self.store_url, "verify"]
         command += ["--config", str(self._write("target-merge", self.configs["target-merge"])), *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    def discover(self, tap: str) -> dict[str, Any]:
+        """The tap's catalog (``--discover``), everything selected as the tap declares it."""
+        args = [str(BIN / tap), "--config", str(self._write(tap, self.configs[tap])), "--discover"]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=300, check=True)
+        catalog: dict[str, Any] = json.loads(result.stdout)
+        return catalog
 
     def store(self) -> Store:
         """The target's store (close it after use)."""

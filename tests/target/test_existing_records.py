@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from target_mktdyn_merge.activity import iter_activities
 
 from tests.target.worlds import World
 
@@ -79,8 +80,18 @@ def test_a_lead_that_appeared_after_extraction_is_not_duplicated_and_is_linked_n
     assert "already has" in skipped[0]["rule"]
     pairs = {p["marketo_id"]: p for p in world.pairs()}
     assert (pairs[raced["person"]]["entity"], pairs[raced["person"]]["dynamics_id"]) == ("lead", raced["lead"])
-    # The lead's first merge: Marketo is the authority of a lead.
-    assert world.row("lead", raced["lead"])["jobtitle"] == "Marketo title"
+    # The person asked for a lead ("Sync Person to Microsoft") and one already existed: the create path's first
+    # link keeps both titles and reports the difference, rather than letting Marketo overwrite the lead (issue 21).
+    assert world.row("lead", raced["lead"])["jobtitle"] == "Lead"
+    assert world.person(raced["person"])["title"] == "Marketo title"
+    store = world.pipeline.store()
+    try:
+        linked = [a for a in iter_activities(store, actions=["linked"]) if a["person_id"] == raced["person"]]
+    finally:
+        store.close()
+    assert [a["details"].get("kept_differences") for a in linked] == [
+        [{"field": "title", "column": "jobtitle", "marketo": "Marketo title", "dynamics": "Lead"}]
+    ]
 
 
 def test_a_person_that_appeared_after_extraction_is_linked_and_its_contact_keeps_authority(

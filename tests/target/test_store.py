@@ -97,3 +97,28 @@ def test_concurrent_staging_never_hands_out_a_sequence_number_twice(store_url: s
     finally:
         for store in stores:
             store.close()
+
+
+def test_an_older_store_gets_the_dry_run_mark_with_its_dry_runs_marked(store_url: str) -> None:
+    """Migration 4 on a store whose activity log predates the ``dry_run`` column (issue 21 item 2)."""
+    store = Store(store_url)
+    try:
+        store.migrate()
+        with store.transaction() as connection:
+            connection.execute(sa.text("ALTER TABLE activity_log DROP COLUMN dry_run"))
+            connection.execute(sa.delete(tables.schema_version).where(tables.schema_version.c.version >= 4))
+            for run_id, mode in (("old-dry", "dry_run"), ("old-real", "merge")):
+                connection.execute(
+                    sa.insert(tables.runs).values(run_id=run_id, mode=mode, status="succeeded", started_at="then")
+                )
+                connection.execute(
+                    sa.text("INSERT INTO activity_log (run_id, at, action) VALUES (:run, 'then', 'updated')"),
+                    {"run": run_id},
+                )
+        assert Store(store_url).migrate() == tables.LATEST_VERSION
+        with store.transaction() as connection:
+            rows = connection.execute(sa.select(tables.activity_log.c.run_id, tables.activity_log.c.dry_run)).all()
+        marks = {row.run_id: row.dry_run for row in rows}
+        assert marks == {"old-dry": True, "old-real": False}
+    finally:
+        store.close()

@@ -74,7 +74,7 @@ LEAD = [
     string("lastname", 50, "ApplicationRequired"),
     string("emailaddress1", 100),
     column("description", "Memo", max_length=2000),
-    column("leadsourcecode", "Picklist", options=SOURCES),
+    column("leadsourcecode", "Picklist", options=SOURCES, display_name="Lead Source"),
     column("statecode", "State", required_level="SystemRequired", valid_for_create=False, options=LEAD_STATES),
     column("statuscode", "Status", options=LEAD_REASONS),
     column("donotbulkemail", "Boolean", options=(OptionValue(0, "Allow"), OptionValue(1, "Do Not Allow"))),
@@ -142,7 +142,7 @@ LEAD_CREATE_CASES: list[Any] = [
     pytest.param("leadsourcecode", 0, [("leadsourcecode", "option_value")], id="option-0-fails"),
     pytest.param("leadsourcecode", 11, [("leadsourcecode", "option_value")], id="option-11-fails"),
     pytest.param("leadsourcecode", 99, [("leadsourcecode", "option_value")], id="option-99-fails"),
-    pytest.param("leadsourcecode", "8", [("leadsourcecode", "type")], id="option-as-text-is-a-type-error-only"),
+    pytest.param("leadsourcecode", "8", [("leadsourcecode", "option_value")], id="option-as-text-is-not-an-option"),
     pytest.param("leadsourcecode", True, [("leadsourcecode", "type")], id="option-bool-is-not-int"),
     pytest.param("leadsourcecode", None, [], id="option-null-ok"),
     pytest.param("donotbulkemail", True, [], id="boolean-true-ok"),
@@ -360,7 +360,13 @@ def test_every_violation_of_a_payload_is_reported_in_payload_order() -> None:
             "firstname: 26 characters (52 UTF-16 units), Dynamics allows at most 50 (MaxLength)",
             id="len-utf16",
         ),
-        pytest.param("leadsourcecode", 99, "leadsourcecode: 99 is not one of its options (1 to 10)", id="option"),
+        pytest.param(
+            "leadsourcecode",
+            99,
+            "leadsourcecode: 99 is not an option of Lead Source (options: 1 Source 1, 2 Source 2, 3 Source 3, "
+            "4 Source 4, 5 Source 5, 6 Source 6, 7 Source 7, 8 Source 8, 9 Source 9, 10 Source 10)",
+            id="option",
+        ),
         pytest.param(
             "numberofemployees",
             1_000_001,
@@ -675,3 +681,48 @@ def test_marketo_validator_agrees_with_the_sandbox(marketo: MarketoClient) -> No
     assert stored["firstName"] == "Grace"
     assert stored["company"] == "Acme"  # silently not written
     assert stored["createdAt"] != "2001-01-01T00:00:00Z"
+
+
+SHORT_SOURCES = (OptionValue(2, "Employee Referral"), OptionValue(1, "Advertisement"))
+LABELLED = {
+    "lead": {
+        **ATTRIBUTES["lead"],
+        "leadsourcecode": column("leadsourcecode", "Picklist", options=SHORT_SOURCES, display_name="Lead Source"),
+        "industrycode": column("industrycode", "Picklist", schema_name="IndustryCode", options=SHORT_SOURCES),
+    }
+}
+OPTIONS_WORDS = "(options: 1 Advertisement, 2 Employee Referral)"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        pytest.param(
+            "leadsourcecode",
+            "Carrier Pigeon",
+            f"leadsourcecode: 'Carrier Pigeon' is not an option of Lead Source {OPTIONS_WORDS}",
+            id="unmapped-label",
+        ),
+        pytest.param(
+            "leadsourcecode", 7, f"leadsourcecode: 7 is not an option of Lead Source {OPTIONS_WORDS}", id="number"
+        ),
+        pytest.param(
+            "leadsourcecode", 1.5, f"leadsourcecode: 1.5 is not an option of Lead Source {OPTIONS_WORDS}", id="fraction"
+        ),
+        pytest.param(
+            "industrycode",
+            "Farming",
+            f"industrycode: 'Farming' is not an option of IndustryCode {OPTIONS_WORDS}",
+            id="no-display-name-uses-schema-name",
+        ),
+        pytest.param(
+            "leadsourcecode", True, "leadsourcecode: expected a whole number or null, got true (boolean)", id="boolean"
+        ),
+    ],
+)
+def test_an_option_column_names_its_options_whatever_the_wrong_value(field: str, value: Any, message: str) -> None:
+    """A label the option set lacks ("Carrier Pigeon") is not a type problem to the user: it is not an option."""
+    violations = DynamicsValidator(LABELLED).validate("lead", "create", {**LEAD_CREATE_BASE, field: value})
+    assert [(v.field, v.rule, v.message) for v in violations] == [
+        (field, "type" if isinstance(value, bool) else "option_value", message)
+    ]

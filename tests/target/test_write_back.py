@@ -107,9 +107,10 @@ def test_flagged_person_creates_exactly_one_lead_and_an_existing_one_is_linked(
     assert len(created) == 1
     assert (created[0]["firstname"], created[0]["lastname"]) == ("Nova", "Flagged")
     existing = world.leads_with_email("existing@lead.example")
-    # Linked, not duplicated: the same row; its values then follow the lead's authority (Marketo).
+    # Linked, not duplicated: the same row. The person asked for a lead and one existed (the create path, issue 21
+    # item 7): the lead's own last name is kept, its blank first name is filled from the person.
     assert [r["leadid"] for r in existing] == [edited["existing_lead"]]
-    assert existing[0]["lastname"] == "Sting"
+    assert (existing[0]["firstname"], existing[0]["lastname"]) == ("Exi", "Existing")
     pairs = {p["marketo_id"]: p for p in world.pairs()}
     assert pairs[edited["ids"]["new"]]["dynamics_id"] == created[0]["leadid"]
     assert pairs[edited["ids"]["existing"]]["dynamics_id"] == existing[0]["leadid"]
@@ -142,6 +143,8 @@ def test_a_bad_option_label_is_not_sent(world: World, edited: dict[str, Any]) ->
     failures = [a for a in edited["log"] if a["person_id"] == pair["marketo_id"] and a["action"] == "validation_failed"]
     assert failures
     assert "leadsourcecode" in failures[0]["rule"]
+    # Named as what it is (not an option, and which ones there are), not as a type error.
+    assert "'Carrier Pigeon' is not an option of Lead Source (options: 1 " in failures[0]["error_message"]
     assert world.row("lead", pair["dynamics_id"])["leadsourcecode"] != "Carrier Pigeon"
 
 
