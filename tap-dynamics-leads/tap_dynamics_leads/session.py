@@ -5,6 +5,8 @@ session that trusts exactly the configured CA, a bearer token refreshed ahead of
 after a 401), 429 answered by sleeping ``Retry-After``, 5xx and connection failures retried with
 backoff (writes that might already have happened are not replayed), and every failure mapped to an
 exception naming the request and Dataverse's code. Calls are counted by kind for the caller.
+The loop itself is the shared :func:`mktdyn_common.retry.run_with_retries`; this module only says what
+each Dataverse answer means.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ files), so the rules below hold for all of them:
 - A write that may have reached Marketo (connection lost after sending, 5xx) is not repeated
   blindly: the caller gets a :class:`~mktdyn_common.errors.TransientError` saying it is in doubt.
 - ``max_daily_calls`` is a hard budget per client; ``calls`` counts requests by kind.
+
+The loop itself is the shared :func:`mktdyn_common.retry.run_with_retries`; this module only says what
+each Marketo answer (its error codes) means.
 """
 
 from __future__ import annotations
