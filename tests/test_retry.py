@@ -245,3 +245,12 @@ def test_fail_and_give_up_chain_their_cause() -> None:
     with pytest.raises(GaveUpError) as gave_up:
         Run().go(Script([Retry(TRANSIENT, "connection", _give_up, cause, wait=0.0)] * 3))
     assert gave_up.value.__cause__ is cause
+
+
+def test_the_log_line_names_the_request_the_failure_and_the_try(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="mktdyn_common.retry")
+    Run().go(Script([again("http-5xx", wait=1.5, what="HTTP 502"), REFRESH, Done("ok")]))
+    assert caplog.messages == [
+        "GET leads: HTTP 502; retry 1 of 2 in 1.5 s",
+        "GET leads: code-601; fetching a new token",
+    ]

@@ -104,8 +104,8 @@ class Fail:
 class Retry:
     """Send again after a wait: the API's own (``wait``) or the budget's backoff, and never before ``at_least``.
 
-    ``reason`` is what the caller's retry counter and the log line call it; ``give_up(n)`` builds the error
-    raised when this is try ``n`` of a budget already spent.
+    ``reason`` is what the caller's retry counter calls it, ``what`` (default: the reason) what the log line
+    says; ``give_up(n)`` builds the error raised when this is try ``n`` of a budget already spent.
     """
 
     budget: Budget
@@ -115,6 +115,7 @@ class Retry:
     wait: float | None = None
     at_least: float = 0.0
     level: int = logging.WARNING
+    what: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,8 @@ def run_with_retries(
             refresh()
             continue
         delay = _delay(verdict, tries)
-        logger.log(verdict.level, "%s: %s; retry %d of %d in %.1f s", label, verdict.reason, tries, budget.limit, delay)
+        what = verdict.what or verdict.reason
+        logger.log(verdict.level, "%s: %s; retry %d of %d in %.1f s", label, what, tries, budget.limit, delay)
         sleep(delay)
 
 

@@ -195,6 +195,7 @@ class MarketoTransport:
             reason,
             lambda n: TransientError(SYSTEM, request_name, reason, f"{what}; gave up after {n - 1} retries", status),
             cause,
+            what=what,
         )
 
     def _remedy(self, request_name: str, exc: MarketoApiError, status: int | None) -> Verdict[Any]:
@@ -217,6 +218,7 @@ class MarketoTransport:
                 ),
                 exc,
                 at_least=self._own_window_wait() if exc.code == "606" else 0.0,
+                what=f"rate-limited ({exc.code}: {exc.api_message})",
             )
         if exc.remedy is Remedy.RETRY:
             return self._transient(request_name, reason, f"error {exc.code}", status)
@@ -289,7 +291,8 @@ class MarketoTransport:
         outcome.close()
         if status == 404:
             not_found = ApiError(SYSTEM, request_name, "file-not-found", f"HTTP 404: {text}", 404)
-            return Retry(self._file_budget, "file-not-ready", lambda _: not_found, level=logging.INFO)
+            not_ready = "export file not downloadable yet (404)"
+            return Retry(self._file_budget, "file-not-ready", lambda _: not_found, level=logging.INFO, what=not_ready)
         if status >= 500:
             return self._transient(request_name, "http-5xx", f"HTTP {status}", status)
         if status == 416:
