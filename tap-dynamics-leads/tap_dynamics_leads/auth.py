@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from mktdyn_common.backoff import Backoff, retry_after_seconds
 from mktdyn_common.errors import AuthenticationError, ConfigurationError, TransientError
 from mktdyn_common.redact import protect_secrets, redact
+from mktdyn_common.retry import Budget, Done, Fail, Outcome, Retry, Verdict, run_with_retries
 from mktdyn_common.transport import ExplicitSession, tls_failure
 
 from tap_dynamics_leads.connection import DataverseConnection
@@ -86,26 +87,31 @@ class AuthorityHttpClient(ExplicitSession):
         """Send with the port restored and transient failures retried."""
         target = self.restore_port(url.decode() if isinstance(url, bytes) else url)
         kwargs.setdefault("timeout", self._timeout)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = super().request(method, target, *args, **kwargs)
-            except requests.exceptions.SSLError as exc:
-                connection = self._connection
-                raise tls_failure(exc, connection.setting("ca_bundle"), connection.ca_bundle, target) from exc
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt > self._backoff.attempts:
-                    raise
-                logger.info("authority request failed (%s); retry %d", type(exc).__name__, attempt)
-                time.sleep(self._backoff.delay(attempt))
-                continue
-            if response.status_code not in _TRANSIENT_STATUS or attempt > self._backoff.attempts:
-                return response
-            wait = retry_after_seconds(response.headers.get("Retry-After"))
-            delay = min(wait, 60.0) if wait is not None else self._backoff.delay(attempt)
-            logger.info("authority answered HTTP %d; retry %d in %.1fs", response.status_code, attempt, delay)
-            time.sleep(delay)
+        budget = Budget("authority", self._backoff.attempts, self._backoff, max_wait=60.0)
+        return run_with_retries(
+            lambda: super(AuthorityHttpClient, self).request(method, target, *args, **kwargs),
+            lambda outcome, spent: self._classify(budget, target, outcome, spent[budget.name] + 1),
+            label="authority request",
+            sleep=time.sleep,
+            refresh=lambda: None,
+        )
+
+    def _classify(
+        self, budget: Budget, target: str, outcome: Outcome[requests.Response], attempt: int
+    ) -> Verdict[requests.Response]:
+        """TLS failures are final; lost connections and 429/5xx are retried, and the last answer goes to msal."""
+        if isinstance(outcome, requests.exceptions.SSLError):
+            connection = self._connection
+            return Fail(tls_failure(outcome, connection.setting("ca_bundle"), connection.ca_bundle, target), outcome)
+        if not isinstance(outcome, requests.Response):
+            return Retry(budget, type(outcome).__name__, lambda _: outcome, level=logging.INFO)
+        if outcome.status_code not in _TRANSIENT_STATUS or attempt > budget.limit:
+            return Done(outcome)
+        status = outcome.status_code
+        wait = retry_after_seconds(outcome.headers.get("Retry-After"))
+        # Not raised in practice: the try after the last one allowed is handed to msal above.
+        spent = TransientError(SYSTEM, "authority request", str(status), "retries ran out", status, retryable=True)
+        return Retry(budget, f"HTTP {status}", lambda _: spent, wait=wait, level=logging.INFO)
 
 
 def certificate_credential(connection: DataverseConnection) -> dict[str, str]:

@@ -211,7 +211,7 @@ class DataverseClient:
             "POST",
             url,
             json_body=dict(body),
-            replayable=False,
+            resend_safe=False,
             headers={"Prefer": "return=representation", "Content-Type": "application/json"},
         )
         return self._stored(response, entity_set, select)
@@ -272,7 +272,7 @@ class DataverseClient:
             "Status": status,
         }
         response = self._session.send(
-            "write", "POST", url, json_body=body, replayable=False, headers={"Content-Type": "application/json"}
+            "write", "POST", url, json_body=body, resend_safe=False, headers={"Content-Type": "application/json"}
         )
         created = self._json(response).get("value") if response.content else []
         return [dict(item) for item in created or []]
@@ -400,7 +400,7 @@ class DataverseClient:
         if continue_on_error:
             headers["Prefer"] = "odata.continue-on-error"
         response = self._session.send(
-            "write", "POST", self._session.url("$batch"), data=body, headers=headers, replayable=False, allow=(400,)
+            "write", "POST", self._session.url("$batch"), data=body, headers=headers, resend_safe=False, allow=(400,)
         )
         answer_type = response.headers.get("Content-Type", "")
         if "multipart" not in answer_type.lower():

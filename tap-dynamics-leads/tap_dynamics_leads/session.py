@@ -5,6 +5,8 @@ session that trusts exactly the configured CA, a bearer token refreshed ahead of
 after a 401), 429 answered by sleeping ``Retry-After``, 5xx and connection failures retried with
 backoff (writes that might already have happened are not replayed), and every failure mapped to an
 exception naming the request and Dataverse's code. Calls are counted by kind for the caller.
+The loop itself is the shared :func:`mktdyn_common.retry.run_with_retries`; this module only says what
+each Dataverse answer means.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from mktdyn_common.backoff import Backoff, retry_after_seconds
-from mktdyn_common.errors import TransientError
+from mktdyn_common.errors import AuthenticationError, TransientError
+from mktdyn_common.retry import Budget, Done, Fail, Outcome, Refresh, Retry, Verdict, never_sent, run_with_retries
 from mktdyn_common.transport import make_session, tls_failure
-from urllib3.exceptions import NewConnectionError
 
 from tap_dynamics_leads.auth import TokenProvider
 from tap_dynamics_leads.connection import DataverseConnection
@@ -35,6 +38,9 @@ _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _NOT_PROCESSED = frozenset({429, 503})
 #: Longest single wait for a Retry-After; Dataverse asks for seconds to a few minutes.
 MAX_RETRY_AFTER = 300.0
+_TRANSIENT = "transient"
+#: One new token per request after a 401; a second 401 means the identity itself is refused.
+_ONE_NEW_TOKEN = Budget("token", limit=1)
 BASE_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
 
 
@@ -48,13 +54,15 @@ class BearerTokens(Protocol):
         """Drop the current token (the server refused it)."""
 
 
-def _never_sent(exc: requests.RequestException) -> bool:
-    """Whether a failure happened before the request reached the server (so a retry cannot double it)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason: Any = exc.args[0] if exc.args else None
-    inner = getattr(reason, "reason", reason)
-    return isinstance(inner, NewConnectionError)
+@dataclass(frozen=True)
+class _Request:
+    """What the classification of one request's outcomes needs to know about it."""
+
+    label: str
+    url: str
+    resend_safe: bool
+    allow: tuple[int, ...]
+    transient: Budget
 
 
 class DataverseSession:
@@ -115,7 +123,7 @@ class DataverseSession:
         headers: Mapping[str, str] | None = None,
         json_body: Any = None,
         data: bytes | None = None,
-        replayable: bool = True,
+        resend_safe: bool = True,
         allow: tuple[int, ...] = (),
     ) -> requests.Response:
         """Send one request and return its successful (or explicitly allowed) response.
@@ -127,99 +135,100 @@ class DataverseSession:
             headers: extra headers (``Prefer``, ``If-Match``, ``Content-Type``).
             json_body: a JSON body.
             data: a raw body (``$batch``).
-            replayable: whether a request that may have reached the server can be sent again; false
+            resend_safe: whether a request that may have reached the server can be sent again; false
                 for creates, so a connection lost mid-create surfaces instead of creating twice.
             allow: non-2xx statuses returned instead of raised (404 for a lookup).
         """
         label = self.label(method, url)
         url = self.own_url(url)
-        attempt = 0
-        refreshed = False
-        while True:
-            attempt += 1
+
+        def attempt() -> requests.Response:
             request_headers = {"Authorization": f"Bearer {self.tokens.token()}", **(headers or {})}
             with self._calls_lock:  # pages are prefetched from a worker thread
                 self.calls[kind] += 1
-            try:
-                response = self._http.request(
-                    method,
-                    url,
-                    headers=request_headers,
-                    json=json_body,
-                    data=data,
-                    timeout=self.connection.request_timeout,
-                )
-            except requests.exceptions.SSLError as exc:
-                connection = self.connection
-                raise tls_failure(exc, connection.setting("ca_bundle"), connection.ca_bundle, url) from exc
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if not (replayable or _never_sent(exc)):
-                    raise TransientError(
-                        SYSTEM,
-                        label,
-                        "connection",
-                        f"connection lost after sending; the outcome is unknown ({type(exc).__name__})",
-                        retryable=True,
-                    ) from exc
-                if attempt > self.backoff.attempts:
-                    raise TransientError(
-                        SYSTEM,
-                        label,
-                        "connection",
-                        f"no answer after {attempt} attempts ({type(exc).__name__})",
-                        retryable=True,
-                    ) from exc
-                delay = self.backoff.delay(attempt)
-                logger.warning("%s: %s; retry %d in %.1fs", label, type(exc).__name__, attempt, delay)
-                self._sleep(delay)
-                continue
-            status = response.status_code
-            if status < 300 or status == 304 or status in allow:
-                return response
-            if status == 401 and not refreshed:
-                refreshed = True
-                attempt -= 1
-                logger.info("%s: token refused (HTTP 401); fetching a new one", label)
-                self.tokens.invalidate()
-                continue
-            if status in (401, 403):
-                code, message = error_details(response)
-                who = "username" if self.connection.auth_flow == "password" else "client_id"
-                raise authentication_error(
-                    label,
-                    code or f"http_{status}",
-                    f"{message}; the environment refused the identity of setting {self.connection.setting(who)!r}",
-                    status,
-                )
-            if status in _RETRY_STATUS and not replayable and status not in _NOT_PROCESSED:
-                # A write that cannot be replayed (a create, a $batch) may have been processed before the server
-                # failed: sending it again could create a record twice. The caller resolves it by lookup.
-                raise TransientError(
-                    SYSTEM,
-                    label,
-                    f"http_{status}",
-                    f"HTTP {status} after sending; the outcome is unknown",
-                    status,
-                    retryable=True,
-                )
-            if status in _RETRY_STATUS and attempt <= self.backoff.attempts:
-                wait = retry_after_seconds(response.headers.get("Retry-After"))
-                delay = min(wait, MAX_RETRY_AFTER) if wait is not None else self.backoff.delay(attempt)
-                logger.warning("%s: HTTP %d; retry %d in %.1fs", label, status, attempt, delay)
-                self._sleep(delay)
-                continue
-            error = error_for(response, label)
-            if error.retryable:
-                tried = f"after {attempt} attempts"
-                if status == 429:  # say when it is worth trying again, as a spent Marketo quota does
-                    wait = retry_after_seconds(response.headers.get("Retry-After"))
-                    when = f"{wait:.0f} s" if wait is not None else "a few minutes"
-                    tried += f"; service protection limit: retry after {when} (its Retry-After), e.g. the next run"
-                raise TransientError(
-                    SYSTEM, label, error.code, f"{error.api_message} ({tried})", status, retryable=True
-                ) from error
-            raise error
+            return self._http.request(
+                method, url, headers=request_headers, json=json_body, data=data, timeout=self.connection.request_timeout
+            )
+
+        request = _Request(
+            label, url, resend_safe, allow, Budget(_TRANSIENT, self.backoff.attempts, self.backoff, MAX_RETRY_AFTER)
+        )
+        return run_with_retries(
+            attempt,
+            lambda outcome, spent: self._classify(request, outcome, spent[_TRANSIENT] + 1),
+            label=label,
+            sleep=self._sleep,
+            refresh=self.tokens.invalidate,
+        )
+
+    def _classify(
+        self, request: _Request, outcome: Outcome[requests.Response], attempt: int
+    ) -> Verdict[requests.Response]:
+        """What one outcome means to Dataverse; ``attempt`` counts the tries so far (a new token aside)."""
+        label = request.label
+        if isinstance(outcome, requests.exceptions.SSLError):
+            connection = self.connection
+            return Fail(
+                tls_failure(outcome, connection.setting("ca_bundle"), connection.ca_bundle, request.url), outcome
+            )
+        if not isinstance(outcome, requests.Response):
+            name = type(outcome).__name__
+            if not (request.resend_safe or never_sent(outcome)):
+                lost = f"connection lost after sending; the outcome is unknown ({name})"
+                return Fail(TransientError(SYSTEM, label, "connection", lost, retryable=True), outcome)
+            return Retry(
+                request.transient,
+                name,
+                lambda n: TransientError(
+                    SYSTEM, label, "connection", f"no answer after {n} attempts ({name})", retryable=True
+                ),
+                outcome,
+            )
+        status = outcome.status_code
+        if status < 300 or status == 304 or status in request.allow:
+            return Done(outcome)
+        if status == 401:
+            return Refresh(_ONE_NEW_TOKEN, "token refused (HTTP 401)", lambda _: self._refused(label, outcome))
+        if status == 403:
+            return Fail(self._refused(label, outcome))
+        if status in _RETRY_STATUS and not request.resend_safe and status not in _NOT_PROCESSED:
+            # A write that cannot be resent (a create, a $batch) may have been processed before the server
+            # failed: sending it again could create a record twice. The caller resolves it by lookup.
+            unknown = f"HTTP {status} after sending; the outcome is unknown"
+            return Fail(TransientError(SYSTEM, label, f"http_{status}", unknown, status, retryable=True))
+        if status in _RETRY_STATUS:
+            wait = retry_after_seconds(outcome.headers.get("Retry-After"))
+            return Retry(request.transient, f"HTTP {status}", lambda n: _final_error(label, outcome, n), wait=wait)
+        return Fail(_final_error(label, outcome, attempt))
+
+    def _refused(self, label: str, response: requests.Response) -> AuthenticationError:
+        """A 401 that a new token did not cure, or a 403: the identity of the connection is refused."""
+        status = response.status_code
+        code, message = error_details(response)
+        who = "username" if self.connection.auth_flow == "password" else "client_id"
+        return authentication_error(
+            label,
+            code or f"http_{status}",
+            f"{message}; the environment refused the identity of setting {self.connection.setting(who)!r}",
+            status,
+        )
 
     def close(self) -> None:
         """Release pooled connections."""
         self._http.close()
+
+
+def _final_error(label: str, response: requests.Response, attempts: int) -> Exception:
+    """The error of a failed response after ``attempts`` tries: transient ones say when trying again is worth it."""
+    error = error_for(response, label)
+    if not error.retryable:
+        return error
+    status = response.status_code
+    tried = f"after {attempts} attempts"
+    if status == 429:  # say when it is worth trying again, as a spent Marketo quota does
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
+        when = f"{wait:.0f} s" if wait is not None else "a few minutes"
+        tried += f"; service protection limit: retry after {when} (its Retry-After), e.g. the next run"
+    transient = TransientError(SYSTEM, label, error.code, f"{error.api_message} ({tried})", status, retryable=True)
+    transient.__cause__ = error
+    return transient

@@ -1,8 +1,9 @@
 """Marketo access tokens: fetched by POST form body, reused until shortly before expiry.
 
 The documented token request is a GET with the secret in the query string, which urllib3 logs at
-DEBUG (DESIGN §8); a POST form body keeps it out of every URL. Token calls sit outside the REST
-retry loop, so they get their own retries here (DESIGN §8: a flaky token endpoint needs them).
+DEBUG (DESIGN §8); a POST form body keeps it out of every URL. Token calls are not REST calls (no
+envelope, free in the quota), so they get their own retries here, through the shared loop of
+:mod:`mktdyn_common.retry` (DESIGN §8: a flaky token endpoint needs them).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import requests
 from mktdyn_common.backoff import Backoff
 from mktdyn_common.errors import ApiError, AuthenticationError, TransientError
+from mktdyn_common.retry import Budget, Done, Fail, Outcome, Retry, Verdict, run_with_retries
 from mktdyn_common.transport import tls_failure
 
 from tap_marketo_leads.connection import MarketoConnection
@@ -61,38 +63,35 @@ class TokenSource:
         self._token = None
 
     def _fetch(self) -> None:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                payload = self._request()
-            except requests.exceptions.SSLError as exc:
-                connection = self._connection
-                setting = f"{connection.setting_prefix}ca_bundle"
-                raise tls_failure(exc, setting, connection.ca_bundle, connection.base_url) from exc
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt > self._backoff.attempts:
-                    raise TransientError(SYSTEM, REQUEST, "connection", str(exc), retryable=True) from exc
-                delay = self._backoff.delay(attempt)
-                logger.warning(
-                    "Marketo token request failed (%s); retry %d in %.1f s", type(exc).__name__, attempt, delay
-                )
-                self._sleep(delay)
-                continue
-            except _RetryableStatusError as exc:
-                if attempt > self._backoff.attempts:
-                    raise TransientError(SYSTEM, REQUEST, str(exc.status), exc.text, exc.status) from exc
-                delay = self._backoff.delay(attempt)
-                logger.warning("Marketo token request got HTTP %d; retry %d in %.1f s", exc.status, attempt, delay)
-                self._sleep(delay)
-                continue
-            self._accept(payload)
-            return
+        budget = Budget("token-request", self._backoff.attempts, self._backoff)
+        payload = run_with_retries(
+            self._post,
+            lambda outcome, _spent: self._classify(budget, outcome),
+            label=f"Marketo {REQUEST}",
+            sleep=self._sleep,
+            refresh=self.invalidate,
+        )
+        self._accept(payload)
 
-    def _request(self) -> dict[str, Any]:
+    def _classify(self, budget: Budget, outcome: Outcome[requests.Response]) -> Verdict[dict[str, Any]]:
+        """TLS failures are final; lost connections, 5xx and 429 are retried (a second token request is harmless)."""
+        if isinstance(outcome, requests.exceptions.SSLError):
+            connection = self._connection
+            setting = f"{connection.setting_prefix}ca_bundle"
+            return Fail(tls_failure(outcome, setting, connection.ca_bundle, connection.base_url), outcome)
+        if not isinstance(outcome, requests.Response):
+            lost = TransientError(SYSTEM, REQUEST, "connection", str(outcome), retryable=True)
+            return Retry(budget, type(outcome).__name__, lambda _: lost, outcome)
+        status = outcome.status_code
+        if status >= 500 or status == 429:
+            failed = TransientError(SYSTEM, REQUEST, str(status), outcome.text[:200], status)
+            return Retry(budget, f"HTTP {status}", lambda _: failed)
+        return Done(self._payload(outcome))
+
+    def _post(self) -> requests.Response:
         connection = self._connection
         self._calls["auth"] += 1
-        response = self._session.post(
+        return self._session.post(
             f"{connection.base_url}{TOKEN_PATH}",
             data={
                 "grant_type": "client_credentials",
@@ -102,8 +101,9 @@ class TokenSource:
             headers={"Accept": "application/json"},
             timeout=connection.request_timeout,
         )
-        if response.status_code >= 500 or response.status_code == 429:
-            raise _RetryableStatusError(response.status_code, response.text[:200])
+
+    def _payload(self, response: requests.Response) -> dict[str, Any]:
+        connection = self._connection
         try:
             payload = response.json()
         except ValueError:
@@ -142,12 +142,3 @@ class TokenSource:
         # with less than the margin left is used once rather than refetched in a loop.
         self._renew_at = self._clock() + max(lifetime - EXPIRY_MARGIN_SECONDS, min(lifetime, 5.0))
         logger.debug("Marketo access token obtained, valid for %.0f s", lifetime)
-
-
-class _RetryableStatusError(Exception):
-    """The identity endpoint answered 5xx or 429: worth another try."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.text = text

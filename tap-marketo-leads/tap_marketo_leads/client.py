@@ -428,7 +428,7 @@ class MarketoClient:
                 "/rest/v1/activities/external.json",
                 kind="write",
                 json_body={"input": list(batch)},
-                idempotent=False,
+                resend_safe=False,
             )
             outcomes.extend(
                 outcomes_from_result(

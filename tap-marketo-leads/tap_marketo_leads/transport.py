@@ -10,6 +10,9 @@ files), so the rules below hold for all of them:
 - A write that may have reached Marketo (connection lost after sending, 5xx) is not repeated
   blindly: the caller gets a :class:`~mktdyn_common.errors.TransientError` saying it is in doubt.
 - ``max_daily_calls`` is a hard budget per client; ``calls`` counts requests by kind.
+
+The loop itself is the shared :func:`mktdyn_common.retry.run_with_retries`; this module only says what
+each Marketo answer (its error codes) means.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import requests
 from mktdyn_common.backoff import Backoff
 from mktdyn_common.errors import ApiError, ConfigurationError, QuotaExceededError, TransientError
+from mktdyn_common.retry import Budget, Done, Fail, Outcome, Refresh, Retry, Verdict, never_sent, run_with_retries
 from mktdyn_common.transport import make_session, tls_failure
 
 from tap_marketo_leads.auth import TokenSource
@@ -88,6 +92,10 @@ class MarketoTransport:
             cap=self.retry.rate_window_seconds,
             attempts=self.retry.throttle_attempts,
         )
+        self._transient_budget = Budget("transient", self.retry.attempts, self._backoff)
+        self._throttle_budget = Budget("throttle", self.retry.throttle_attempts, self._throttle)
+        self._token_budget = Budget("token", self.retry.reauth_attempts)
+        self._file_budget = Budget("file-not-ready", self.retry.file_not_ready_attempts, self._backoff)
         self._recent: deque[float] = deque()
         self.token = TokenSource(connection, self._session, self.calls, self._backoff, clock, sleep)
 
@@ -115,7 +123,7 @@ class MarketoTransport:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
         form: Mapping[str, Any] | None = None,
-        idempotent: bool = True,
+        resend_safe: bool = True,
     ) -> dict[str, Any]:
         """Send one REST request and return its successful envelope.
 
@@ -126,74 +134,104 @@ class MarketoTransport:
             params: Query parameters.
             json_body: JSON body (writes).
             form: Form body (``_method=GET`` reads with long filters).
-            idempotent: False when repeating the request after it may have been processed could
+            resend_safe: False when repeating the request after it may have been processed could
                 duplicate data (custom activities); such a request is retried only when Marketo
-                certainly did not process it (601/602/606/615, connection refused).
+                certainly did not process it (601/602/606/615, a connection never made).
 
         Raises:
             QuotaExceededError: 607, 1029, or this client's ``max_daily_calls`` budget is spent.
             AuthenticationError: Credentials or permissions refused.
-            TransientError: Retries ran out, or a non-idempotent request is in doubt.
+            TransientError: Retries ran out, or a request that is not resend-safe is in doubt.
             MarketoApiError: Any other error code.
         """
         request_name = f"{method} {path}"
-        failures: Counter[str] = Counter()
-        while True:
-            try:
-                response = self._send(method, path, kind=kind, params=params, json_body=json_body, form=form)
-            except requests.exceptions.SSLError as exc:
-                raise self.tls_failure(exc) from exc
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                certainly_unsent = isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc)
-                if not idempotent and not certainly_unsent:
-                    raise TransientError(
-                        SYSTEM,
-                        request_name,
-                        "in-doubt",
-                        f"connection lost after sending ({type(exc).__name__}); "
-                        "the request may or may not have been applied",
-                    ) from exc
-                self._pause_or_raise(failures, "connection", request_name, type(exc).__name__, None)
-                continue
-            if response.status_code >= 500:
-                if not idempotent:
-                    raise TransientError(
-                        SYSTEM,
-                        request_name,
-                        str(response.status_code),
-                        f"server error after sending; the request may or may not have been "
-                        f"applied: {response.text[:200]}",
-                        response.status_code,
-                    )
-                self._pause_or_raise(
-                    failures, "http-5xx", request_name, f"HTTP {response.status_code}", response.status_code
-                )
-                continue
-            payload = self._decode(response, request_name)
-            try:
-                return raise_for_envelope(payload, request_name, response.status_code)
-            except MarketoApiError as exc:
-                if exc.remedy is Remedy.RETRY and not idempotent:
-                    raise
-                self._remedy_or_raise(failures, request_name, exc, response.status_code)
+        return run_with_retries(
+            lambda: self._send(method, path, kind=kind, params=params, json_body=json_body, form=form),
+            lambda outcome, _spent: self._classify_envelope(request_name, outcome, resend_safe),
+            label=f"Marketo {request_name}",
+            sleep=self._sleep,
+            refresh=self.token.invalidate,
+            retries=self.retries,
+        )
 
-    def _remedy_or_raise(
-        self, failures: Counter[str], request_name: str, exc: MarketoApiError, status: int | None
-    ) -> None:
-        """Do what the error's code asks (new token, wait out the window, back off) or re-raise it."""
+    def _classify_envelope(
+        self, request_name: str, outcome: Outcome[requests.Response], resend_safe: bool
+    ) -> Verdict[dict[str, Any]]:
+        if not isinstance(outcome, requests.Response):
+            return self._connection_failed(request_name, outcome, resend_safe)
+        status = outcome.status_code
+        if status >= 500:
+            if not resend_safe:
+                doubt = (
+                    f"server error after sending; the request may or may not have been applied: {outcome.text[:200]}"
+                )
+                return Fail(TransientError(SYSTEM, request_name, str(status), doubt, status))
+            return self._transient(request_name, "http-5xx", f"HTTP {status}", status)
+        payload = self._decode(outcome, request_name)
+        try:
+            return Done(raise_for_envelope(payload, request_name, status))
+        except MarketoApiError as exc:
+            if exc.remedy is Remedy.RETRY and not resend_safe:
+                return Fail(exc)
+            return self._remedy(request_name, exc, status)
+
+    def _connection_failed(
+        self, request_name: str, exc: requests.ConnectionError | requests.Timeout, resend_safe: bool
+    ) -> Fail | Retry:
+        """TLS failures are final; a lost connection is retried unless a request not resend-safe may have gone."""
+        if isinstance(exc, requests.exceptions.SSLError):
+            return Fail(self.tls_failure(exc), exc)
+        if not (resend_safe or never_sent(exc)):
+            lost = f"connection lost after sending ({type(exc).__name__}); the request may or may not have been applied"
+            return Fail(TransientError(SYSTEM, request_name, "in-doubt", lost), exc)
+        return self._transient(request_name, "connection", type(exc).__name__, None, exc)
+
+    def _transient(
+        self, request_name: str, reason: str, what: str, status: int | None, cause: BaseException | None = None
+    ) -> Retry:
+        """Back off and retry (5xx, resets, 604/608/611/713) until :attr:`RetryPolicy.attempts` are spent."""
+        return Retry(
+            self._transient_budget,
+            reason,
+            lambda n: TransientError(SYSTEM, request_name, reason, f"{what}; gave up after {n - 1} retries", status),
+            cause,
+            what=what,
+        )
+
+    def _remedy(self, request_name: str, exc: MarketoApiError, status: int | None) -> Verdict[Any]:
+        """What the error's code asks: a new token, waiting out the window, backing off, or nothing (final)."""
+        reason = f"code-{exc.code}"
         if exc.remedy is Remedy.REAUTHENTICATE:
-            failures["token"] += 1
-            self.retries[f"code-{exc.code}"] += 1
-            if failures["token"] > self.retry.reauth_attempts:
-                raise exc
-            logger.info("Marketo %s answered %s (%s); fetching a new token", request_name, exc.code, exc.api_message)
-            self.token.invalidate()
-        elif exc.remedy is Remedy.THROTTLE:
-            self._throttle_or_raise(failures, request_name, exc)
-        elif exc.remedy is Remedy.RETRY:
-            self._pause_or_raise(failures, f"code-{exc.code}", request_name, f"error {exc.code}", status)
-        else:
-            raise exc
+            return Refresh(self._token_budget, reason, lambda _: exc)
+        if exc.remedy is Remedy.THROTTLE:
+            window = self.retry.rate_window_seconds
+            return Retry(
+                self._throttle_budget,
+                reason,
+                lambda n: TransientError(
+                    SYSTEM,
+                    request_name,
+                    exc.code,
+                    f"{exc.api_message}; still limited after {n - 1} waits spanning more than "
+                    f"the {window:.0f}-second window",
+                    exc.status,
+                ),
+                exc,
+                at_least=self._own_window_wait() if exc.code == "606" else 0.0,
+                what=f"rate-limited ({exc.code}: {exc.api_message})",
+            )
+        if exc.remedy is Remedy.RETRY:
+            return self._transient(request_name, reason, f"error {exc.code}", status)
+        return Fail(exc)
+
+    def _own_window_wait(self) -> float:
+        """The least wait after a 606: our own calls in the current window count too.
+
+        Never retry before the oldest of them has left the window if we alone could have filled it.
+        """
+        if len(self._recent) < self.retry.rate_limit_calls:
+            return 0.0
+        return self.retry.rate_window_seconds - (self._clock() - self._recent[0])
 
     def _decode(self, response: requests.Response, request_name: str) -> Any:
         try:
@@ -221,53 +259,50 @@ class MarketoTransport:
             TransientError: Retries ran out.
         """
         request_name = f"GET {path}"
-        failures: Counter[str] = Counter()
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        while True:
+        return run_with_retries(
+            lambda: self._send("GET", path, kind="read", headers=headers, stream=True),
+            lambda outcome, _spent: self._classify_file(request_name, outcome, offset),
+            label=f"Marketo {request_name}",
+            sleep=self._sleep,
+            refresh=self.token.invalidate,
+            retries=self.retries,
+        )
+
+    def _classify_file(
+        self, request_name: str, outcome: Outcome[requests.Response], offset: int
+    ) -> Verdict[requests.Response]:
+        if not isinstance(outcome, requests.Response):
+            return self._connection_failed(request_name, outcome, resend_safe=True)
+        status = outcome.status_code
+        if status in (200, 206) and not _is_json(outcome):
+            return Done(outcome)
+        if status in (200, 206):
+            # Marketo answers a refused file request (601/602 token, 606/615 rate, 611...) with HTTP 200
+            # and a JSON envelope: taken as file bytes it would corrupt the export (checksum, columns).
+            payload = self._decode(outcome, request_name)
+            outcome.close()
             try:
-                response = self._send("GET", path, kind="read", headers=headers, stream=True)
-            except requests.exceptions.SSLError as exc:
-                raise self.tls_failure(exc) from exc
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                self._pause_or_raise(failures, "connection", request_name, type(exc).__name__, None)
-                continue
-            if response.status_code in (200, 206) and not _is_json(response):
-                return response
-            if response.status_code in (200, 206):
-                # Marketo answers a refused file request (601/602 token, 606/615 rate, 611...) with HTTP 200
-                # and a JSON envelope: taken as file bytes it would corrupt the export (checksum, columns).
-                payload = self._decode(response, request_name)
-                response.close()
-                try:
-                    raise_for_envelope(payload, request_name, response.status_code)
-                except MarketoApiError as exc:
-                    self._remedy_or_raise(failures, request_name, exc, response.status_code)
-                    continue
-                raise ApiError(SYSTEM, request_name, "invalid-response", "a JSON envelope instead of the file", 200)
-            text = response.text[:200]
-            response.close()
-            if response.status_code == 404:
-                failures["file-not-ready"] += 1
-                self.retries["file-not-ready"] += 1
-                if failures["file-not-ready"] > self.retry.file_not_ready_attempts:
-                    raise ApiError(SYSTEM, request_name, "file-not-found", f"HTTP 404: {text}", 404)
-                delay = self._backoff.delay(failures["file-not-ready"])
-                logger.info("Marketo export file not downloadable yet (404); retry in %.1f s", delay)
-                self._sleep(delay)
-                continue
-            if response.status_code >= 500:
-                self._pause_or_raise(
-                    failures, "http-5xx", request_name, f"HTTP {response.status_code}", response.status_code
-                )
-                continue
-            if response.status_code == 416:
-                raise ApiError(SYSTEM, request_name, "416", f"range from byte {offset} not satisfiable", 416)
-            payload = None
-            with contextlib.suppress(ValueError):
-                payload = response.json()
-            if isinstance(payload, dict):
-                raise_for_envelope(payload, request_name, response.status_code)
-            raise ApiError(SYSTEM, request_name, str(response.status_code), text, response.status_code)
+                raise_for_envelope(payload, request_name, status)
+            except MarketoApiError as exc:
+                return self._remedy(request_name, exc, status)
+            return Fail(ApiError(SYSTEM, request_name, "invalid-response", "a JSON envelope instead of the file", 200))
+        text = outcome.text[:200]
+        outcome.close()
+        if status == 404:
+            not_found = ApiError(SYSTEM, request_name, "file-not-found", f"HTTP 404: {text}", 404)
+            not_ready = "export file not downloadable yet (404)"
+            return Retry(self._file_budget, "file-not-ready", lambda _: not_found, level=logging.INFO, what=not_ready)
+        if status >= 500:
+            return self._transient(request_name, "http-5xx", f"HTTP {status}", status)
+        if status == 416:
+            return Fail(ApiError(SYSTEM, request_name, "416", f"range from byte {offset} not satisfiable", 416))
+        payload = None
+        with contextlib.suppress(ValueError):
+            payload = outcome.json()
+        if isinstance(payload, dict):
+            raise_for_envelope(payload, request_name, status)
+        return Fail(ApiError(SYSTEM, request_name, str(status), text, status))
 
     # -- plumbing -----------------------------------------------------------------------------
     def _send(
@@ -325,50 +360,6 @@ class MarketoTransport:
                     "Pacing Marketo calls: %d in the last %.0f s; waiting %.1f s", len(self._recent), window, wait
                 )
                 self._sleep(wait)
-
-    def _pause_or_raise(
-        self, failures: Counter[str], reason: str, request_name: str, what: str, status: int | None
-    ) -> None:
-        failures["transient"] += 1
-        self.retries[reason] += 1
-        attempt = failures["transient"]
-        if attempt > self.retry.attempts:
-            raise TransientError(SYSTEM, request_name, reason, f"{what}; gave up after {attempt - 1} retries", status)
-        delay = self._backoff.delay(attempt)
-        logger.warning(
-            "Marketo %s failed (%s); retry %d of %d in %.1f s", request_name, what, attempt, self.retry.attempts, delay
-        )
-        self._sleep(delay)
-
-    def _throttle_or_raise(self, failures: Counter[str], request_name: str, exc: MarketoApiError) -> None:
-        failures["throttle"] += 1
-        self.retries[f"code-{exc.code}"] += 1
-        attempt = failures["throttle"]
-        if attempt > self.retry.throttle_attempts:
-            raise TransientError(
-                SYSTEM,
-                request_name,
-                exc.code,
-                f"{exc.api_message}; still limited after {attempt - 1} waits spanning more than "
-                f"the {self.retry.rate_window_seconds:.0f}-second window",
-                exc.status,
-            ) from exc
-        delay = self._throttle.delay(attempt)
-        if exc.code == "606" and self._recent:
-            # Our own calls in the current window count too: never retry before the oldest of
-            # them has left the window if we alone could have filled it.
-            window = self.retry.rate_window_seconds
-            if len(self._recent) >= self.retry.rate_limit_calls:
-                delay = max(delay, window - (self._clock() - self._recent[0]))
-        logger.warning(
-            "Marketo %s rate-limited (%s: %s); waiting %.1f s (attempt %d)",
-            request_name,
-            exc.code,
-            exc.api_message,
-            delay,
-            attempt,
-        )
-        self._sleep(delay)
 
 
 def _is_json(response: requests.Response) -> bool:

@@ -11,6 +11,7 @@ import pytest
 from mktdyn_common.backoff import Backoff
 from mktdyn_common.errors import AuthenticationError, ConfigurationError, TransientError
 from tap_dynamics_leads import batch, odata
+from tap_dynamics_leads.auth import AuthorityHttpClient
 from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
 from tap_dynamics_leads.errors import ChangeTokenExpiredError, PreconditionFailedError
@@ -346,3 +347,22 @@ def test_a_throttled_batch_is_resent(server: ScriptedServer, tokens: FixedTokens
     with pytest.raises(TransientError):
         client.batch([batch.BatchOperation.create("leads", {"lastname": "Twice"})])
     assert len(server.seen) == 4
+
+
+def test_the_authority_client_retries_throttling_and_hands_the_last_answer_to_msal(server: ScriptedServer) -> None:
+    """Entra's token endpoint goes through the shared retry loop: 429/503 are retried after their
+    Retry-After, and when the tries are spent the last answer is returned for msal to report."""
+    connection = DataverseConnection.from_config(
+        {"base_url": server.url, "tenant_id": "t1", "client_id": "c1", "client_secret": "s3cret-value"}
+    )
+    http = AuthorityHttpClient(connection, backoff=Backoff(base=0.01, cap=0.05, attempts=2))
+    token = Reply(body={"access_token": "t", "expires_in": 3600})
+    server.script(Reply(status=429, headers={"Retry-After": "0"}), Reply(status=503), token)
+    assert http.post(f"{server.url}/t1/oauth2/v2.0/token", data={"grant_type": "client_credentials"}).json() == {
+        "access_token": "t",
+        "expires_in": 3600,
+    }
+    assert len(server.seen) == 3
+    server.script(Reply(status=503, body={"error": "temporarily_unavailable"}))
+    assert http.post(f"{server.url}/t1/oauth2/v2.0/token", data={}).status_code == 503
+    assert len(server.seen) == 3  # the first try and two retries
