@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mktdyn_common.settings import number_setting
 from singer_sdk import typing as th
 from tap_dynamics_leads.tap import TapDynamicsLeads
 from tap_marketo_leads.tap import TapMarketoLeads
@@ -67,7 +68,9 @@ def build_config_schema() -> dict[str, Any]:
             th.StringType,
             title="Store URL",
             description="SQLAlchemy URL of the store; default sqlite:///<MELTANO_PROJECT_ROOT or cwd>/"
-            ".mktdyn/store.db; postgresql+psycopg://user:pass@host/db for teams.",
+            ".mktdyn/store.db; postgresql+psycopg://user:pass@host/db for teams. Secret: it may carry the "
+            "database password.",
+            secret=True,
         ),
         th.Property(
             "merge",
@@ -95,7 +98,7 @@ def build_config_schema() -> dict[str, Any]:
         ),
         th.Property(
             "lock_timeout_seconds",
-            th.NumberType,
+            th.CustomType(number_setting()),
             default=600,
             title="Write lock timeout (seconds)",
             description="How long a run waits for another run's write lock (when lock_wait is true) "

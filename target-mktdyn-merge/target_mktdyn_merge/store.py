@@ -22,6 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from mktdyn_common.errors import MktdynError
+from mktdyn_common.redact import protect_secrets
 
 from target_mktdyn_merge import store_schema as tables
 from target_mktdyn_merge.streams import STREAMS, StreamSpec
@@ -112,8 +113,12 @@ class Store:
         self.url = url or default_store_url()
         try:
             sa_url = sa.engine.make_url(self.url)
-        except sa.exc.ArgumentError as exc:
-            raise StoreError(f"setting 'store_url': {exc}") from exc
+        except sa.exc.ArgumentError as exc:  # its message quotes the URL, password and all: not repeated
+            raise StoreError(
+                "setting 'store_url': not a SQLAlchemy URL (dialect+driver://user:password@host/database)"
+            ) from exc
+        # The URL's password is a secret: masked in every log line and message, whoever prints the URL.
+        protect_secrets([sa_url.password if isinstance(sa_url.password, str) else None])
         self.is_sqlite = sa_url.get_backend_name() == "sqlite"
         if self.is_sqlite and sa_url.database and sa_url.database != ":memory:":
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ class TargetMktdynMerge(Target):
             with write_lock(
                 self.store,
                 wait=self.config.get("lock_wait", True),
-                timeout_seconds=self.config.get("lock_timeout_seconds", 600),
+                timeout_seconds=float(self.config.get("lock_timeout_seconds", 600)),
                 logger=self.logger,
             ):
                 run_merge(self, run_id)
