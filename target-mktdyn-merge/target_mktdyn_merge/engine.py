@@ -117,9 +117,7 @@ def run_merge(target: TargetMktdynMerge, run_id: str) -> None:
             marketo.close()
             dynamics.close()
     except MktdynError as exc:
-        store.finish_run(run_id, "failed", error=str(exc))
-        target.logger.error("merge failed: %s", exc)
-        raise SystemExit(f"target-mktdyn-merge: {exc}") from exc
+        target.stop(str(exc), exc)
     configured = config.get("max_record_failures")
     limit = int(configured) if configured is not None else 1000
     status = "failed" if failures > limit else "succeeded"

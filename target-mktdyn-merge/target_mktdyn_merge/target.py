@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from mktdyn_common.cli import plugin_main
-from mktdyn_common.redact import protect_secrets
+from mktdyn_common.redact import protect_secrets, redact
 from singer_sdk import Sink, Target
 
 from target_mktdyn_merge.lock import StoreLockedError, write_lock
 from target_mktdyn_merge.settings import build_config_schema
 from target_mktdyn_merge.singer_input import CheckedSingerReader, SingerInputError
 from target_mktdyn_merge.sinks import StagingSink
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store import Store, StoreError
 from target_mktdyn_merge.streams import STREAMS, UnknownStreamError
 
 
@@ -68,10 +68,20 @@ class TargetMktdynMerge(Target):
         What earlier batches staged stays (each batch is one transaction, and its STATE was emitted only
         after it committed); the run is closed as failed so ``mktdyn report`` says why.
         """
-        if self._run_id is not None:
-            self.store.finish_run(self._run_id, "failed", error=str(error))
-        self.logger.error("input refused: %s", error)
-        raise SystemExit(f"target-mktdyn-merge: {error}") from error
+        self.stop(str(error), error)
+
+    def stop(self, reason: str, cause: BaseException) -> NoReturn:
+        """End the run with one line on stderr (DESIGN §9.5), closing it as failed in the store when possible.
+
+        The line is the exit message alone (no ERROR log line repeating it); a store that cannot record the
+        failure (it is what failed) does not replace the reason with a second error.
+        """
+        if self._run_id is not None and self._store is not None:
+            try:
+                self._store.finish_run(self._run_id, "failed", error=reason)
+            except StoreError:
+                self.logger.debug("the failed run could not be closed in the store", exc_info=True)
+        raise SystemExit(f"target-mktdyn-merge: {redact(reason)}") from cause
 
     def process_endofpipe(self) -> None:
         """Drain (commit, then STATE), then merge when this invocation is the merging one.
@@ -98,9 +108,7 @@ class TargetMktdynMerge(Target):
             ):
                 run_merge(self, run_id)
         except StoreLockedError as exc:
-            self.store.finish_run(run_id, "failed", error=str(exc))
-            self.logger.error("merge not started: %s", exc)
-            raise SystemExit(f"target-mktdyn-merge: {exc}") from exc
+            self.stop(str(exc), exc)
 
 
 #: The console script (``[project.scripts]``): the SDK command line; a store, configuration or API error ends the
