@@ -9,6 +9,7 @@ from singer_sdk.sinks import BatchSink
 
 from target_mktdyn_merge.crashpoints import crash_point
 from target_mktdyn_merge.singer_input import QuietRecordValidator
+from target_mktdyn_merge.streams import STREAMS
 
 if TYPE_CHECKING:
     from target_mktdyn_merge.target import TargetMktdynMerge
@@ -74,6 +75,15 @@ class StagingSink(BatchSink):
             return
         result = self.owner.store.stage(self.stream_name, records, self.owner.run_id)
         crash_point("stage-after-commit")  # committed, STATE not yet out: the replay must be harmless
+        if result.future:
+            self.logger.warning(
+                "%d %s record(s) carry a source timestamp more than a day ahead of now (%s%s); staged as of now, "
+                "so later versions of them are not taken for older",
+                len(result.future),
+                self.stream_name,
+                ", ".join(f"{STREAMS[self.stream_name].key}={key}" for key in result.future[:10]),
+                ", ..." if len(result.future) > 10 else "",
+            )
         self.logger.info(
             "staged %d %s record(s): %d new, %d changed, %d unchanged, %d older than staged",
             len(records),

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from mktdyn_common.redact import protect_secrets
 
 from target_mktdyn_merge import store_schema as tables
 from target_mktdyn_merge.streams import STREAMS, StreamSpec
-from target_mktdyn_merge.values import dumps, now_iso, timestamp_text
+from target_mktdyn_merge.values import dumps, now_iso, timestamp_text, utc_iso
 
 _CHUNK = 500
 #: Longest key the store keeps (its key columns are VARCHAR(64)). Marketo ids are integers and Dataverse ids
@@ -37,6 +37,8 @@ KEY_LENGTH: int = getattr(tables.staged.c.record_id.type, "length", None) or 64
 #: Marketo keeps 255, Dynamics 100), and PostgreSQL refuses a btree index entry beyond about 2.7 KB: a hostile
 #: 10 KB "email" is staged as it came, without a matching key (it can match nothing anyway).
 MATCHABLE_EMAIL_LENGTH = 320
+#: How far ahead of the staging clock a source timestamp may be before it is not believed (see ``Store.stage``).
+FUTURE_TOLERANCE = timedelta(days=1)
 #: PostgreSQL advisory lock key that serializes schema migrations (the write lock has its own, in lock.py).
 MIGRATION_LOCK_KEY = 0x6D6B7464796E0001
 
@@ -91,6 +93,8 @@ class StageResult:
     updated: int = 0
     unchanged: int = 0
     older_ignored: int = 0
+    #: Keys of records whose source timestamp was more than FUTURE_TOLERANCE ahead (staged as of now instead).
+    future: tuple[str, ...] = ()
 
 
 def _row_to_staged(row: sa.Row[Any]) -> StagedRecord:
@@ -272,12 +276,24 @@ class Store:
 
     # -- staging --------------------------------------------------------------------------------
     def stage(self, stream: str, records: Iterable[Mapping[str, Any]], run_id: str) -> StageResult:
-        """Stage a batch of Singer records of ``stream`` in one transaction."""
+        """Stage a batch of Singer records of ``stream`` in one transaction.
+
+        A source timestamp more than :data:`FUTURE_TOLERANCE` ahead of the staging clock (a client with a wrong
+        clock, a hostile value) is not believed for ordering: the record is staged as of the staging time, its
+        key reported in ``StageResult.future`` (the sink warns, naming it), its fields unchanged. Believed, it
+        would make every later, real version of the record look "older than staged" until that date.
+        """
         spec = STREAMS[stream]
         newest: dict[str, tuple[str, dict[str, Any], str | None]] = {}
         versions: dict[str, int] = {}  # records of a full extraction carry its version
+        staged_at = datetime.now(UTC)
+        now_text, horizon = utc_iso(staged_at), utc_iso(staged_at + FUTURE_TOLERANCE)
+        future: set[str] = set()
         for record in records:
             record_id, source_ts, fields, deleted_at = _split_record(spec, record)
+            if source_ts > horizon:
+                future.add(record_id)
+                source_ts = now_text
             previous = newest.get(record_id)
             if previous is None or source_ts >= previous[0]:
                 newest[record_id] = (source_ts, fields, deleted_at)
@@ -343,7 +359,7 @@ class Store:
                         .where(table.c.source == stream, table.c.record_id.in_(record_ids[start : start + _CHUNK]))
                         .values(seen_version=version)
                     )
-        return StageResult(inserted, updated, unchanged, older)
+        return StageResult(inserted, updated, unchanged, older, tuple(sorted(future)))
 
     def reconcile_keys(self, stream: str, version: int, run_id: str) -> int:
         """After a full extraction of ``version``: live records it did not return were deleted (DESIGN §4).
