@@ -209,6 +209,22 @@ def build_config_schema() -> dict[str, Any]:
             description="Record-level failures (validation, rejected writes) tolerated before the run exits non-zero.",
         ),
         th.Property(
+            "max_reconcile_deletes",
+            th.IntegerType,
+            default=100,
+            title="Maximum deletes found by key reconciliation",
+            description="Records a full extraction may miss (and so be treated as deleted, after a read by id "
+            "confirms it) per stream and run; beyond it the run writes nothing and exits non-zero, saying why.",
+        ),
+        th.Property(
+            "max_reconcile_share",
+            th.CustomType(number_setting()),
+            default=0.1,
+            title="Maximum share deleted by key reconciliation",
+            description="Share (0-1) of a stream's live staged records a full extraction may miss per run "
+            "(checked beyond 5 records); beyond it the run writes nothing and exits non-zero, saying why.",
+        ),
+        th.Property(
             "dynamics_batch_size",
             th.IntegerType,
             default=100,

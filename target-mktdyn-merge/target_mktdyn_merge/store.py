@@ -361,25 +361,49 @@ class Store:
                     )
         return StageResult(inserted, updated, unchanged, older, tuple(sorted(future)))
 
-    def reconcile_keys(self, stream: str, version: int, run_id: str) -> int:
-        """After a full extraction of ``version``: live records it did not return were deleted (DESIGN §4).
+    def reconcile_candidates(self, stream: str, version: int) -> tuple[list[str], int]:
+        """After a full extraction of ``version``: the live records it did not return, and how many are live.
+
+        Nothing is marked here: the candidates are bounded and confirmed by a direct read first
+        (:mod:`target_mktdyn_merge.reconcile`), then :meth:`mark_deleted` marks the ones really gone.
+        """
+        table = tables.staged
+        live = sa.and_(table.c.source == stream, table.c.deleted_at.is_(None))
+        with self.transaction() as connection:
+            missing = connection.execute(
+                sa.select(table.c.record_id)
+                .where(live, sa.or_(table.c.seen_version.is_(None), table.c.seen_version < version))
+                .order_by(table.c.record_id)
+            ).scalars()
+            candidates = [str(record_id) for record_id in missing]
+            total = int(connection.execute(sa.select(sa.func.count()).select_from(table).where(live)).scalar() or 0)
+        return candidates, total
+
+    def mark_deleted(self, stream: str, record_ids: Iterable[str], run_id: str) -> int:
+        """Mark live staged records deleted (key reconciliation, DESIGN §4); return how many were.
 
         The delete keeps the record's source timestamp, so if the record is returned again later (the
         extraction was not really full) the newer arrival brings it back.
         """
         table = tables.staged
+        ids = sorted({str(i) for i in record_ids})
+        if not ids:
+            return 0
+        marked = 0
         with self._counter_lock, self.transaction() as connection:
             changed = self._next(connection, "changed")
-            result = connection.execute(
-                sa.update(table)
-                .where(
-                    table.c.source == stream,
-                    table.c.deleted_at.is_(None),
-                    sa.or_(table.c.seen_version.is_(None), table.c.seen_version < version),
+            for start in range(0, len(ids), _CHUNK):
+                result = connection.execute(
+                    sa.update(table)
+                    .where(
+                        table.c.source == stream,
+                        table.c.deleted_at.is_(None),
+                        table.c.record_id.in_(ids[start : start + _CHUNK]),
+                    )
+                    .values(deleted_at=now_iso(), changed_seq=changed, staged_run=run_id)
                 )
-                .values(deleted_at=now_iso(), changed_seq=changed, staged_run=run_id)
-            )
-            return int(result.rowcount or 0)
+                marked += int(result.rowcount or 0)
+        return marked
 
     def staged_record(self, stream: str, record_id: str) -> StagedRecord | None:
         """The staged version of one record."""
