@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mktdyn_common.errors import ApiError
+from mktdyn_common.state import EXTRACTION, FULL, INCREMENTAL
 from singer_sdk import Stream
 from singer_sdk.helpers import types
 from singer_sdk.singerlib.catalog import Metadata
@@ -128,6 +129,7 @@ class MarketoLeadsStream(Stream):
         """Changed persons, then deleted persons, since the bookmark."""
         state = self.stream_state
         had_bookmark = bool(state.get("replication_key_value"))
+        state[EXTRACTION] = INCREMENTAL if had_bookmark else FULL  # the target checks its store against it
         start = self.get_starting_timestamp(context) or datetime(2000, 1, 1, tzinfo=UTC)
         window_start = start - OVERLAP if had_bookmark else start
         fields = self.selected_fields()

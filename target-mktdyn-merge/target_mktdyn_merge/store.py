@@ -405,6 +405,36 @@ class Store:
                 marked += int(result.rowcount or 0)
         return marked
 
+    # -- what the store has seen of each stream (DESIGN §10: a store that does not match the bookmarks) --------
+    def mark_full_extraction(self, stream: str) -> None:
+        """Remember that a full extraction of ``stream`` was staged here (a ``counters`` row: no migration)."""
+        name = f"full:{stream}"
+        table = tables.counters
+        with self.transaction() as connection:
+            if connection.execute(sa.select(table.c.value).where(table.c.name == name)).first() is None:
+                try:
+                    with connection.begin_nested():
+                        connection.execute(sa.insert(table).values(name=name, value=1))
+                except sa.exc.IntegrityError:  # another run marked it first
+                    pass
+
+    def knows_stream(self, stream: str) -> bool:
+        """Whether this store staged a full extraction of ``stream``, or merged successfully before it kept count.
+
+        The second clause keeps a store made by an earlier release (it never recorded full extractions) usable;
+        an empty or replaced store has neither.
+        """
+        with self.transaction() as connection:
+            if connection.execute(
+                sa.select(tables.counters.c.value).where(tables.counters.c.name == f"full:{stream}")
+            ).first():
+                return True
+            runs = tables.runs
+            merged = connection.execute(
+                sa.select(runs.c.run_id).where(runs.c.mode == "merge", runs.c.status == "succeeded").limit(1)
+            ).first()
+        return merged is not None
+
     def staged_record(self, stream: str, record_id: str) -> StagedRecord | None:
         """The staged version of one record."""
         table = tables.staged

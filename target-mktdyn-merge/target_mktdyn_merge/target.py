@@ -6,6 +6,7 @@ from typing import Any, NoReturn
 
 from mktdyn_common.cli import plugin_main
 from mktdyn_common.redact import protect_secrets, redact
+from mktdyn_common.state import EXTRACTION, FULL, INCREMENTAL
 from singer_sdk import Sink, Target
 
 from target_mktdyn_merge.lock import StoreLockedError, write_lock
@@ -34,6 +35,8 @@ class TargetMktdynMerge(Target):
         )
         self._store: Store | None = None
         self._run_id: str | None = None
+        #: How each stream was extracted this run, from the tap's last STATE (``mktdyn_common.state``).
+        self.extraction: dict[str, str] = {}
 
     @property
     def store(self) -> Store:
@@ -62,6 +65,38 @@ class TargetMktdynMerge(Target):
             raise UnknownStreamError(stream_name)
         return super().get_sink_class(stream_name)
 
+    def _process_state_message(self, message_dict: dict[str, Any]) -> None:
+        """Note how each stream was extracted (its bookmark's ``extraction``), then let the SDK handle STATE."""
+        value = message_dict.get("value")
+        bookmarks = value.get("bookmarks") if isinstance(value, dict) else None
+        if isinstance(bookmarks, dict):
+            for stream, bookmark in bookmarks.items():
+                if isinstance(bookmark, dict) and bookmark.get(EXTRACTION) in (FULL, INCREMENTAL):
+                    self.extraction[str(stream)] = str(bookmark[EXTRACTION])
+        super()._process_state_message(message_dict)
+
+    def check_store_matches_bookmarks(self) -> None:
+        """Refuse an incremental extraction into a store that never staged the stream in full (DESIGN §10).
+
+        Meltano keeps the taps' bookmarks; the store keeps what they extracted. With the store deleted or
+        replaced (and the bookmarks kept) a tap extracts only recent changes, and a merge from that would know
+        no links or baselines and end somewhere a clean run does not. A full extraction marks the stream known.
+        """
+        streams = [stream for stream, how in sorted(self.extraction.items()) if stream in STREAMS]
+        for stream in streams:
+            if self.extraction[stream] == FULL:
+                self.store.mark_full_extraction(stream)
+        unknown = [s for s in streams if self.extraction[s] == INCREMENTAL and not self.store.knows_stream(s)]
+        if unknown:
+            self.stop(
+                f"the store at {self.store.safe_url} has never staged a full extraction of {', '.join(unknown)}, "
+                "but the tap extracted only changes since Meltano's bookmark (the store was deleted or replaced); "
+                "nothing was written to either system. To recover, re-extract in full: clear this job's state "
+                "(`meltano state list`, then `meltano state clear --force <state id>` for each) and run the job "
+                "again",
+                None,
+            )
+
     def refuse_input(self, error: SingerInputError) -> None:
         """Stop on malformed Singer input with one line naming where it is wrong (DESIGN §9.5).
 
@@ -70,7 +105,7 @@ class TargetMktdynMerge(Target):
         """
         self.stop(str(error), error)
 
-    def stop(self, reason: str, cause: BaseException) -> NoReturn:
+    def stop(self, reason: str, cause: BaseException | None) -> NoReturn:
         """End the run with one line on stderr (DESIGN §9.5), closing it as failed in the store when possible.
 
         The line is the exit message alone (no ERROR log line repeating it); a store that cannot record the
@@ -94,6 +129,7 @@ class TargetMktdynMerge(Target):
         except ValueError as exc:  # a record the last drain could not stage (its message names it)
             self.refuse_input(SingerInputError(None, str(exc)))
         run_id = self.run_id
+        self.check_store_matches_bookmarks()
         if not self.config.get("merge", True):
             self.store.finish_run(run_id, "succeeded", {"staged": self.store.staged_counts()})
             return
