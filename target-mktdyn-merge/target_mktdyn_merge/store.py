@@ -134,6 +134,7 @@ class Store:
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._counter_lock = threading.Lock()
+        self._run_starts: dict[str, str] = {}
         self._batch = threading.local()  # the connection of this thread's open ``batched`` block, if any
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -231,14 +232,62 @@ class Store:
         return int(value) - count + 1
 
     # -- runs -----------------------------------------------------------------------------------
-    def start_run(self, mode: str) -> str:
-        """Record a new run and return its id (time-ordered, unique)."""
+    def start_run(self, mode: str, started_at: str | None = None) -> str:
+        """Record a new run and return its id (time-ordered, unique).
+
+        ``started_at`` is when the invocation started (default: now). The target passes its process start: its
+        tap started then too, so nothing it stages can have been read before it (see ``confirmed_writes``).
+        """
         run_id = new_run_id()
         with self.transaction() as connection:
             connection.execute(
-                sa.insert(tables.runs).values(run_id=run_id, mode=mode, status="running", started_at=now_iso())
+                sa.insert(tables.runs).values(
+                    run_id=run_id, mode=mode, status="running", started_at=started_at or now_iso()
+                )
             )
         return run_id
+
+    def run_started_at(self, run_id: str) -> str:
+        """When a run started ('' for an unknown run)."""
+        started = self._run_starts.get(run_id)
+        if started is None:
+            with self.transaction() as connection:
+                value = connection.execute(
+                    sa.select(tables.runs.c.started_at).where(tables.runs.c.run_id == run_id)
+                ).scalar()
+            started = self._run_starts[run_id] = str(value or "")
+        return started
+
+    # -- confirmed writes (DESIGN §10: no run writes from data older than what the store confirmed) -----------
+    def stale_records(self, stream: str) -> list[str]:
+        """Records of ``stream`` written (and confirmed) since the extraction that staged them started.
+
+        Their staged version may predate the write: a run that overlapped the writing one extracted them
+        before it wrote. Compared as they are, their old values would look like edits and be written back
+        over the newer ones, so the merge re-reads them first (:mod:`target_mktdyn_merge.freshness`).
+        """
+        table = tables.confirmed_writes
+        with self.transaction() as connection:
+            rows = connection.execute(
+                sa.select(table.c.record_id).where(table.c.source == stream).order_by(table.c.record_id)
+            ).scalars()
+            return [str(record_id) for record_id in rows]
+
+    def absorb_confirmed_writes(self, stream: str, record_ids: Iterable[str], seen_since: str | None) -> None:
+        """Forget confirmed writes to these records made before ``seen_since`` (None: all of them).
+
+        A read that started after a write includes it. The same second is not "after" (times are whole seconds).
+        """
+        table = tables.confirmed_writes
+        ids = sorted({str(i) for i in record_ids})
+        if not ids or seen_since == "":
+            return
+        with self.transaction() as connection:
+            for start in range(0, len(ids), _CHUNK):
+                condition = sa.and_(table.c.source == stream, table.c.record_id.in_(ids[start : start + _CHUNK]))
+                if seen_since is not None:
+                    condition = sa.and_(condition, table.c.confirmed_at < seen_since)
+                connection.execute(sa.delete(table).where(condition))
 
     def finish_run(
         self, run_id: str, status: str, summary: Mapping[str, Any] | None = None, error: str | None = None
@@ -359,6 +408,8 @@ class Store:
                         .where(table.c.source == stream, table.c.record_id.in_(record_ids[start : start + _CHUNK]))
                         .values(seen_version=version)
                     )
+        # Writes confirmed before this run's extraction started are in what it read: no longer in doubt.
+        self.absorb_confirmed_writes(stream, newest, self.run_started_at(run_id))
         return StageResult(inserted, updated, unchanged, older, tuple(sorted(future)))
 
     def reconcile_candidates(self, stream: str, version: int) -> tuple[list[str], int]:
@@ -506,6 +557,17 @@ class Store:
         for source, live, count in rows:
             counts.setdefault(source, {"live": 0, "deleted": 0})["live" if live else "deleted"] += count
         return counts
+
+
+def record_confirmed_write(connection: sa.Connection, stream: str, record_id: str) -> None:
+    """Note (in the caller's transaction) that the system confirmed a write to this record just now."""
+    table = tables.confirmed_writes
+    now = now_iso()
+    updated = connection.execute(
+        sa.update(table).where(table.c.source == stream, table.c.record_id == record_id).values(confirmed_at=now)
+    )
+    if not updated.rowcount:
+        connection.execute(sa.insert(table).values(source=stream, record_id=record_id, confirmed_at=now))
 
 
 def _split_record(spec: StreamSpec, record: Mapping[str, Any]) -> tuple[str, str, dict[str, Any], str | None]:

@@ -15,6 +15,7 @@ from target_mktdyn_merge.singer_input import CheckedSingerReader, SingerInputErr
 from target_mktdyn_merge.sinks import StagingSink
 from target_mktdyn_merge.store import Store, StoreError
 from target_mktdyn_merge.streams import STREAMS, UnknownStreamError
+from target_mktdyn_merge.values import now_iso
 
 
 class TargetMktdynMerge(Target):
@@ -35,6 +36,8 @@ class TargetMktdynMerge(Target):
         )
         self._store: Store | None = None
         self._run_id: str | None = None
+        #: When this invocation (and so its tap, which Meltano starts with it) started: its run's start.
+        self._started_at = now_iso()
         #: How each stream was extracted this run, from the tap's last STATE (``mktdyn_common.state``).
         self.extraction: dict[str, str] = {}
 
@@ -56,7 +59,7 @@ class TargetMktdynMerge(Target):
                 if not self.config.get("merge", True)
                 else ("dry_run" if self.config.get("dry_run") else "merge")
             )
-            self._run_id = self.store.start_run(mode)
+            self._run_id = self.store.start_run(mode, self._started_at)
         return self._run_id
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
