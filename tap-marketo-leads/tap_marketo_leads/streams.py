@@ -31,7 +31,7 @@ from tap_marketo_leads.schema import (
     REPLICATION_KEY,
     LeadSchema,
 )
-from tap_marketo_leads.values import ValueTyper, to_datetime
+from tap_marketo_leads.values import ValueTyper, to_datetime, with_null_text
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -227,7 +227,7 @@ class MarketoLeadsStream(Stream):
             job, checkpoint = self._restart(exporter, checkpoint)
         count = 0
         try:
-            for record in exporter.records(checkpoint.export_id, job, typer):
+            for record in with_null_text(exporter.records(checkpoint.export_id, job, typer), typer, self._reread):
                 count += 1
                 yield self._complete(record, checkpoint.fields)
         except ApiError as exc:
@@ -236,10 +236,14 @@ class MarketoLeadsStream(Stream):
                 raise
             self.logger.warning("Export %s file is gone (%s); exporting the window again", checkpoint.export_id, exc)
             job, checkpoint = self._restart(exporter, checkpoint)
-            for record in exporter.records(checkpoint.export_id, job, typer):
+            for record in with_null_text(exporter.records(checkpoint.export_id, job, typer), typer, self._reread):
                 count += 1
                 yield self._complete(record, checkpoint.fields)
         self.logger.info("Export %s: %d persons", checkpoint.export_id, count)
+
+    def _reread(self, ids: list[Any], fields: list[str]) -> Iterator[dict[str, Any]]:
+        """Persons by id through ``leads.json`` (values.with_null_text: the word "null" versus empty)."""
+        return self._client.get_leads("id", ids, fields)
 
     def _restart(self, exporter: LeadExporter, checkpoint: ExportCheckpoint) -> tuple[dict[str, Any], ExportCheckpoint]:
         export_id = exporter.start(checkpoint.fields, _parse_time(checkpoint.start), _parse_time(checkpoint.end))

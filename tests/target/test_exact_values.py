@@ -37,3 +37,24 @@ def test_edge_spaces_and_a_trailing_cr_arrive_exactly_both_ways(tmp_path: Path) 
         assert world.person(contact["marketo_id"])["title"] == CONTACT_EDIT["jobtitle"]
     finally:
         world.close()
+
+
+def test_the_word_null_is_a_value_both_ways(tmp_path: Path) -> None:
+    """Issue 22, item 3: an export writes "null" for empty and for the word; the tap re-reads such persons."""
+    world = World(tmp_path, {}, persons=20, dynamics_only=2)
+    try:
+        world.sync()
+        lead = world.in_sync("lead")[0]
+        contact = world.in_sync("contact")[0]
+        world.admin.marketo.edit("person", lead["marketo_id"], {"title": "null"})
+        world.admin.dynamics.edit("contact", contact["dynamics_id"], {"jobtitle": "null"})
+        world.sync()
+        assert world.row("lead", lead["dynamics_id"])["jobtitle"] == "null"
+        assert world.person(contact["marketo_id"])["title"] == "null"
+        world.reset_stats()
+        world.sync()  # the person's "null" comes back through the export: it must not read as a cleared title
+        assert world.writes() == (0, 0)
+        assert world.row("contact", contact["dynamics_id"])["jobtitle"] == "null"
+        assert world.row("lead", lead["dynamics_id"])["jobtitle"] == "null"
+    finally:
+        world.close()
