@@ -24,9 +24,16 @@ PLUGINS: dict[str, Any] = {
 
 
 def meltano_kind(schema: dict[str, Any]) -> str:
-    """The Meltano setting kind of a JSON Schema property."""
+    """The Meltano setting kind of a JSON Schema property.
+
+    A number that may also come as its text (``mktdyn_common.settings.number_setting``) is
+    ``string``: Meltano 4.4 turns a ``decimal`` given by environment variable into a ``Decimal`` it cannot
+    serialise, so the plugin reads the text instead.
+    """
     types = schema.get("type", "string")
     types = [types] if isinstance(types, str) else [t for t in types if t != "null"]
+    if {"number", "string"} <= set(types):
+        return "string"
     kind = types[0] if types else "string"
     if schema.get("format") == "date-time":
         return "date_iso8601"

@@ -34,6 +34,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 from singer_sdk.exceptions import ConfigValidationError
@@ -202,12 +203,27 @@ def _protect_secret_settings(plugin: type[PluginBase], config: Mapping[str, Any]
     """Register the values of settings the plugin flags secret, before anything can print them."""
     properties = plugin.config_jsonschema.get("properties") or {}
     protect_secrets(
-        str(config[name])
+        _secret_part(str(config[name]))
         for name, schema in properties.items()
         if isinstance(schema, Mapping)
         and (schema.get("secret") or schema.get("writeOnly"))
         and isinstance(config.get(name), str | int | float)
     )
+
+
+def _secret_part(value: str) -> str | None:
+    """What of a secret setting to mask: a URL's password (its host and database name stay readable), else all.
+
+    A store URL is secret because it may carry the database password; masking the whole URL would hide which
+    store a message is about (and a SQLite path has no secret at all).
+    """
+    if "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        return parts.password or None  # as written in the URL; the store registers its decoded form
+    except ValueError:  # not a URL after all: mask it whole
+        return value
 
 
 # -- the command's run -----------------------------------------------------------------------------------------

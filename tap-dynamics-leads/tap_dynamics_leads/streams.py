@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mktdyn_common.state import EXTRACTION, FULL, INCREMENTAL
 from singer_sdk import Stream
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib import Metadata
@@ -164,6 +165,7 @@ class DataverseStream(Stream):
     ) -> Iterator[dict[str, Any]]:
         new_link: str | None = None
         full = delta_link is None
+        state[EXTRACTION] = FULL if full else INCREMENTAL  # the target checks its store against it
         if full:
             # A read of every row: its records carry a version, and ACTIVATE_VERSION closes it, so a loader can
             # tell that rows it holds but this read did not return were deleted (key reconciliation).

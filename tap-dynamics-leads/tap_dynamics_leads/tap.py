@@ -5,6 +5,7 @@ from __future__ import annotations
 from mktdyn_common.cli import plugin_main
 from mktdyn_common.errors import ConfigurationError
 from mktdyn_common.redact import protect_secrets
+from mktdyn_common.settings import number_setting
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -117,7 +118,7 @@ class TapDynamicsLeads(Tap):
         ),
         th.Property(
             "request_timeout",
-            th.NumberType,
+            th.CustomType(number_setting()),
             default=120,
             title="Request timeout",
             description="Seconds to wait for one HTTP response.",

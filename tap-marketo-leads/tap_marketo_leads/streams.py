@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mktdyn_common.errors import ApiError
+from mktdyn_common.state import EXTRACTION, FULL, INCREMENTAL
 from singer_sdk import Stream
 from singer_sdk.helpers import types
 from singer_sdk.singerlib.catalog import Metadata
@@ -44,7 +45,7 @@ from tap_marketo_leads.schema import (
     REPLICATION_KEY,
     LeadSchema,
 )
-from tap_marketo_leads.values import ValueTyper, to_datetime
+from tap_marketo_leads.values import ValueTyper, to_datetime, with_null_text
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -151,6 +152,7 @@ class MarketoLeadsStream(Stream):
         """Changed persons, then deleted persons, since the bookmark."""
         state = self.stream_state
         had_bookmark = bool(state.get("replication_key_value"))
+        state[EXTRACTION] = INCREMENTAL if had_bookmark else FULL  # the target checks its store against it
         start = self.get_starting_timestamp(context) or DEFAULT_START
         window_start = start - OVERLAP if had_bookmark else start
         fields = self.selected_fields()
@@ -425,7 +427,7 @@ class MarketoLeadsStream(Stream):
     ) -> Iterator[dict[str, Any]]:
         count = 0
         try:
-            for record in exporter.records(checkpoint.export_id, job, typer):
+            for record in with_null_text(exporter.records(checkpoint.export_id, job, typer), typer, self._reread):
                 count += 1
                 yield self._complete(record, checkpoint.fields)
         except ApiError as exc:
@@ -434,8 +436,12 @@ class MarketoLeadsStream(Stream):
                 raise
             self.logger.warning("Export %s file is gone (%s); exporting the window again", checkpoint.export_id, exc)
             job, checkpoint = self._restart(exporter, checkpoint, in_flight)
-            for record in exporter.records(checkpoint.export_id, job, typer):
+            for record in with_null_text(exporter.records(checkpoint.export_id, job, typer), typer, self._reread):
                 yield self._complete(record, checkpoint.fields)
+
+    def _reread(self, ids: list[Any], fields: list[str]) -> Iterator[dict[str, Any]]:
+        """Persons by id through ``leads.json`` (values.with_null_text: the word "null" versus empty)."""
+        return self._client.get_leads("id", ids, fields)
 
     def _restart(
         self, exporter: LeadExporter, checkpoint: ExportCheckpoint, in_flight: list[ExportCheckpoint]

@@ -7,6 +7,7 @@ from typing import Any
 from mktdyn_common.cli import plugin_main
 from mktdyn_common.errors import ConfigurationError
 from mktdyn_common.redact import protect_secrets
+from mktdyn_common.settings import number_setting
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -75,7 +76,7 @@ class TapMarketoLeads(Tap):
         ),
         th.Property(
             "request_timeout",
-            th.NumberType,
+            th.CustomType(number_setting()),
             default=120,
             title="Request timeout",
             description="Seconds to wait for one HTTP response.",
@@ -130,7 +131,7 @@ class TapMarketoLeads(Tap):
         ),
         th.Property(
             "poll_interval_seconds",
-            th.NumberType,
+            th.CustomType(number_setting()),
             default=60,
             title="Export poll interval",
             description="Seconds between bulk export status polls (Marketo updates status at most once a minute).",

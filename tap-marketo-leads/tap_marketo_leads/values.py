@@ -8,7 +8,7 @@ date-times as UTC ``YYYY-MM-DDTHH:MM:SSZ``, and Marketo's literal ``null`` as No
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -112,6 +112,8 @@ class ValueTyper:
     def __init__(self, properties: Mapping[str, Mapping[str, Any]]) -> None:
         self._converters: dict[str, Converter] = {name: base_converter(prop) for name, prop in properties.items()}
         self._warned: set[str] = set()
+        #: Text fields: where an export's ``null`` may be the word "null" (see :func:`with_null_text`).
+        self.text_fields = tuple(sorted(name for name, convert in self._converters.items() if convert is to_string))
 
     def from_csv(self, name: str, text: str) -> Any:
         """A CSV cell: ``null`` and empty are None."""
@@ -138,3 +140,56 @@ class ValueTyper:
                     str(value)[:40],
                 )
             return None
+
+
+#: The word Marketo's bulk export writes for an empty value, and which a person's field may also hold.
+NULL_TEXT = "null"
+#: Persons per ``leads.json`` call (Marketo's maximum).
+REREAD_BATCH = 300
+
+
+def with_null_text(
+    records: Iterable[dict[str, Any]],
+    typer: ValueTyper,
+    reread: Callable[[list[Any], list[str]], Iterable[Mapping[str, Any]]],
+    batch: int = REREAD_BATCH,
+) -> Iterator[dict[str, Any]]:
+    """Export records, with the word "null" restored where a person's text field really holds it.
+
+    A bulk export writes an empty value as ``null`` and the word "null" the same way (reference §6.1), so
+    from the file alone a person whose title is "null" has no title: the sync would clear the other side's
+    value, and a "null" typed in Dynamics would be copied, then erased on the next run. ``leads.json`` is
+    JSON and tells them apart. Records with a text field read as empty are held back and re-read by id,
+    ``batch`` at a time (``reread(ids, fields)``); a field REST says is the text "null" gets it back, every
+    other value stays as the export has it (a newer value is the next extraction's business). Other records
+    pass straight through; the order of records within an export does not matter (the bookmark moves at the
+    window's end). Costs one REST call per ``batch`` persons with an empty text field.
+    """
+    pending: list[dict[str, Any]] = []
+    for record in records:
+        if any(record.get(name) is None for name in typer.text_fields):
+            pending.append(record)
+            if len(pending) >= batch:
+                yield from _restore_null_text(pending, typer, reread)
+                pending = []
+        else:
+            yield record
+    if pending:
+        yield from _restore_null_text(pending, typer, reread)
+
+
+def _restore_null_text(
+    pending: list[dict[str, Any]],
+    typer: ValueTyper,
+    reread: Callable[[list[Any], list[str]], Iterable[Mapping[str, Any]]],
+) -> Iterator[dict[str, Any]]:
+    fields = sorted({name for record in pending for name in typer.text_fields if record.get(name) is None})
+    ids = [record["id"] for record in pending if record.get("id") is not None]
+    fresh = {str(person.get("id")): person for person in reread(ids, fields)} if ids and fields else {}
+    for record in pending:
+        person = fresh.get(str(record.get("id")))
+        if person is not None:
+            for name in fields:
+                if record.get(name) is None and person.get(name) == NULL_TEXT:
+                    record[name] = NULL_TEXT
+        yield record

@@ -12,7 +12,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from mktdyn_common.redact import redact
 
 from target_mktdyn_merge import store_schema as tables
 from target_mktdyn_merge.activity import Activity, iter_activities, record_activities
+from target_mktdyn_merge.lock import StoreLockedError, write_lock
 from target_mktdyn_merge.project_config import config_source, resolved_store_url, store_url
 from target_mktdyn_merge.report import pending_writes, render_report, table
 from target_mktdyn_merge.store import Store, new_run_id, open_existing
@@ -129,11 +131,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _write_lock(store: Store, args: argparse.Namespace) -> Iterator[None]:
+    """The store's write lock, the one the merge holds (a change made during a write-back would be undone by it).
+
+    ``--wait SECONDS`` waits that long for a running merge; the default (0) refuses at once. Either way a
+    refusal is one line and nothing is changed.
+    """
+    wait = float(args.wait or 0)
+    try:
+        with write_lock(store, wait=wait > 0, timeout_seconds=wait):
+            yield
+    except StoreLockedError as exc:
+        raise MktdynError(
+            f"a sync run holds the write lock of the store at {store.safe_url}; nothing was changed; run this "
+            f"again when it has finished, or pass --wait SECONDS (waited {wait:g} s)"
+        ) from exc
+
+
 def cmd_unlink(args: argparse.Namespace) -> int:
     """Forget the link of one person (the next run matches it again, by email)."""
     store = _store(args)
     table_ = tables.pairs
-    with store.transaction() as connection:
+    with _write_lock(store, args), store.transaction() as connection:
         pair = connection.execute(sa.select(table_).where(table_.c.marketo_id == str(args.person))).first()
         if pair is None:
             raise MktdynError(f"person {args.person} is not linked")
@@ -182,7 +202,7 @@ def cmd_resync(args: argparse.Namespace) -> int:
     store = _store(args)
     pairs = tables.pairs
     changed = 0
-    with store.transaction() as connection:
+    with _write_lock(store, args), store.transaction() as connection:
         query = sa.select(pairs)
         if args.person:
             query = query.where(pairs.c.marketo_id == str(args.person))
@@ -286,10 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     unlink = commands.add_parser("unlink", help="forget a person's link")
     unlink.add_argument("person", help="Marketo person id")
+    unlink.add_argument("--wait", type=float, default=0, help="seconds to wait for a running sync (default: 0)")
     unlink.set_defaults(func=cmd_unlink)
     resync = commands.add_parser("resync", help="forget a field's baseline so the next run re-merges it")
     resync.add_argument("--field", required=True, help="Marketo field name of the mapping")
     resync.add_argument("--person", help="only this Marketo person")
+    resync.add_argument("--wait", type=float, default=0, help="seconds to wait for a running sync (default: 0)")
     resync.set_defaults(func=cmd_resync)
     check = commands.add_parser("check", help="preflight: settings, store, both APIs, field map, policies")
     check.add_argument(

@@ -19,6 +19,7 @@ from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
 
 from target_mktdyn_merge.fieldmap import FieldMap, parse_field_map, validate_field_map
+from target_mktdyn_merge.freshness import refresh_stale
 from target_mktdyn_merge.marketo_activities import post_activities
 from target_mktdyn_merge.metadata import SyncMetadata
 from target_mktdyn_merge.outcomes import Outcomes
@@ -89,6 +90,8 @@ def run_merge(target: TargetMktdynMerge, run_id: str) -> None:
                 metadata=metadata,
                 sync_filter_field=config.get("sync_filter_field") or None,
             )
+            if not dry_run:
+                refresh_stale(store, run_id, marketo, dynamics, target.logger)
             clock = time.monotonic()
             counts: Counter[str] = Planner(store, settings).run()
             target.logger.info(
@@ -117,9 +120,7 @@ def run_merge(target: TargetMktdynMerge, run_id: str) -> None:
             marketo.close()
             dynamics.close()
     except MktdynError as exc:
-        store.finish_run(run_id, "failed", error=str(exc))
-        target.logger.error("merge failed: %s", exc)
-        raise SystemExit(f"target-mktdyn-merge: {exc}") from exc
+        target.stop(str(exc), exc)
     configured = config.get("max_record_failures")
     limit = int(configured) if configured is not None else 1000
     status = "failed" if failures > limit else "succeeded"

@@ -227,9 +227,14 @@ def _native(kind: str, value: object) -> Any:
         return flag if isinstance(flag, bool) else value
     if value is None:
         return None
-    if kind in {"string", "email", "phone", "url", "text"}:
-        # The source's own spelling (an email keeps its case): canonical forms are for comparing only.
-        return _text(value)
+    if kind == "email":
+        return _text(value)  # the matching key keeps its case; edge spaces are not part of an address
+    if kind in {"string", "phone", "url", "text"}:
+        # The source's own spelling, byte for byte (edge spaces, a trailing CR): canonical forms are for
+        # comparing only (DESIGN §10, values arrive byte-exact). Only a blank value (empty or whitespace) is
+        # written as no value: Marketo has no empty string.
+        text = value if isinstance(value, str) else str(value)
+        return text if text.strip() else None
     if kind == "integer":
         number = _canonical_integer(value)
         return number if isinstance(number, int) else value

@@ -24,8 +24,8 @@ from target_mktdyn_merge.normalize import canonical
 from target_mktdyn_merge.outbox import OutboxEntry, mark
 from target_mktdyn_merge.pair_merge import MergeContext
 from target_mktdyn_merge.pairs import Pair, pairs_by_dynamics, pairs_by_person, save_pair
-from target_mktdyn_merge.store import Store
-from target_mktdyn_merge.streams import DYNAMICS_STREAM
+from target_mktdyn_merge.store import Store, record_confirmed_write
+from target_mktdyn_merge.streams import DYNAMICS_STREAM, written_stream
 from target_mktdyn_merge.values import utc_iso
 
 #: Retry a rejected write after 5 min, 10, 20, ... at most 6 h.
@@ -168,6 +168,8 @@ class Outcomes:
         with self.store.transaction() as connection:
             if entry.action == "update":
                 self._move_baseline(connection, entry, stored, self._moved_meanwhile(entry, ignored))
+                if entry.target_id:  # overlapping runs re-read this record before merging it (store.stale_records)
+                    record_confirmed_write(connection, written_stream(entry.system, entry.entity), entry.target_id)
             elif entry.action == "create" and created_id is not None:
                 self._pair_created(connection, entry, created_id, stored or {}, linked_existing=linked_existing)
             if self._held_activities is not None:

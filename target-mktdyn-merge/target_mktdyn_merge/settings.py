@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mktdyn_common.settings import number_setting
 from singer_sdk import typing as th
 from tap_dynamics_leads.tap import TapDynamicsLeads
 from tap_marketo_leads.tap import TapMarketoLeads
@@ -76,7 +77,9 @@ def build_config_schema() -> dict[str, Any]:
             th.StringType,
             title="Store URL",
             description="SQLAlchemy URL of the store; default sqlite:///<MELTANO_PROJECT_ROOT or cwd>/"
-            ".mktdyn/store.db; postgresql+psycopg://user:pass@host/db for teams.",
+            ".mktdyn/store.db; postgresql+psycopg://user:pass@host/db for teams. Secret: it may carry the "
+            "database password.",
+            secret=True,
         ),
         th.Property(
             "merge",
@@ -104,7 +107,7 @@ def build_config_schema() -> dict[str, Any]:
         ),
         th.Property(
             "lock_timeout_seconds",
-            th.NumberType,
+            th.CustomType(number_setting()),
             default=600,
             title="Write lock timeout (seconds)",
             description="How long a run waits for another run's write lock (when lock_wait is true) "
@@ -210,6 +213,22 @@ def build_config_schema() -> dict[str, Any]:
             default=1000,
             title="Maximum record failures",
             description="Record-level failures (validation, rejected writes) tolerated before the run exits non-zero.",
+        ),
+        th.Property(
+            "max_reconcile_deletes",
+            th.IntegerType,
+            default=100,
+            title="Maximum deletes found by key reconciliation",
+            description="Records a full extraction may miss (and so be treated as deleted, after a read by id "
+            "confirms it) per stream and run; beyond it the run writes nothing and exits non-zero, saying why.",
+        ),
+        th.Property(
+            "max_reconcile_share",
+            th.CustomType(number_setting()),
+            default=0.1,
+            title="Maximum share deleted by key reconciliation",
+            description="Share (0-1) of a stream's live staged records a full extraction may miss per run "
+            "(checked beyond 5 records); beyond it the run writes nothing and exits non-zero, saying why.",
         ),
         th.Property(
             "dynamics_batch_size",

@@ -12,7 +12,8 @@ after the bad line.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from mktdyn_common.errors import MktdynError
@@ -41,7 +42,46 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     TypeError,  # a record or schema that is not an object
     KeyError,  # a SCHEMA without "properties" deep inside the SDK
     AttributeError,  # a "record" that is a string or number
+    RecursionError,  # a message nested deeper than validation or staging can walk
 )
+
+
+#: A ``\\uD800``-``\\uDFFF`` escape: JSON text that may decode to a lone surrogate (not text; no store keeps it).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}")
+
+
+class LoneSurrogateError(ValueError):
+    """A string holding a lone UTF-16 surrogate: valid JSON, but not text, so nothing can store or send it."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"field {path!r}: holds a lone UTF-16 surrogate (an unpaired \\uD800-\\uDFFF escape), which is not text"
+        )
+
+
+class TooDeepError(InvalidInputLine):
+    """A line nested deeper than the parser's recursion allows (no Singer message is nested like that)."""
+
+
+def _lone_surrogate_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) with a lone surrogate in ``value``, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(value)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate_path(str(key), path) or _lone_surrogate_path(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 class RecordSchemaError(ValueError):
@@ -94,7 +134,7 @@ class SingerInputError(MktdynError):
 def _message_of(line: Any) -> dict[str, Any] | None:
     try:
         message = json.loads(line) if isinstance(line, str | bytes) else line
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return message if isinstance(message, dict) else None
 
@@ -112,6 +152,10 @@ def _record_key(message: dict[str, Any] | None) -> str | None:
 
 def _problem(exc: Exception, message: dict[str, Any] | None, raw_line: str) -> str:
     """One sentence for the SDK's exception, naming the field where the SDK knows it."""
+    if isinstance(exc, TooDeepError):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "the message is nested too deeply to process (no Singer message of these streams is nested)"
     if isinstance(exc, InvalidInputLine) and message is None:
         return f"not a JSON object: {raw_line.strip()[:120]!r}"
     if isinstance(exc, InvalidRecord):
@@ -142,17 +186,39 @@ class CheckedSingerReader(SingerReader):
         self.on_bad_input: Callable[[SingerInputError], None] | None = None
 
     def deserialize_json(self, line: str) -> dict[str, Any]:
-        """Count the line, then parse it as the SDK does (decimals exact), without its traceback in the log."""
+        """Count the line, then parse it as the SDK does (decimals exact), without its traceback in the log.
+
+        A lone surrogate is refused here, naming its field: later it would stop staging with an encoder's
+        message that names nothing. Only lines with a surrogate escape are searched (a cheap text test).
+        """
         self.line_number += 1
         try:
-            return deserialize_json(line)
+            message = deserialize_json(line)
         except json.JSONDecodeError as exc:
             raise InvalidInputLine(f"Unable to parse line as JSON: {line}") from exc
+        except RecursionError as exc:
+            raise TooDeepError("nested too deeply to parse (no Singer message of these streams is nested)") from exc
+        if _SURROGATE_ESCAPE.search(line):
+            path = _lone_surrogate_path(message)
+            if path is not None:
+                raise LoneSurrogateError(path.removeprefix("record."))
+        return message
+
+    def _skip_blank(self, lines: Iterator[str]) -> Iterator[str]:
+        """Every line but blank ones, which are counted (line numbers stay true) and skipped, not fatal.
+
+        A blank line carries no message; taps and shells add one at the end or between runs' outputs.
+        """
+        for text in lines:
+            if text.strip():
+                yield text
+            else:
+                self.line_number += 1
 
     def process_lines(self, file_input: IO[str] | None, callbacks: dict[str, Callable[[dict[str, Any]], None]]) -> Any:
         """Process every line; on input the target cannot use, raise :class:`SingerInputError` instead."""
         try:
-            return super().process_lines(file_input, callbacks)
+            return super().process_lines(self._skip_blank(iter(file_input or self.default_input)), callbacks)  # type: ignore[arg-type]
         except SingerInputError as exc:
             self._report(exc)
             raise

@@ -8,7 +8,9 @@ from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 
 from target_mktdyn_merge.crashpoints import crash_point
+from target_mktdyn_merge.reconcile import ReconcileBoundError, ReconcileBounds, still_present
 from target_mktdyn_merge.singer_input import QuietRecordValidator
+from target_mktdyn_merge.streams import STREAMS
 
 if TYPE_CHECKING:
     from target_mktdyn_merge.target import TargetMktdynMerge
@@ -59,13 +61,34 @@ class StagingSink(BatchSink):
         return True
 
     def activate_version(self, new_version: int) -> None:
-        """A full extraction ended: stage what is buffered, then treat keys it did not return as deletes."""
+        """A full extraction ended: stage what is buffered, then treat keys it did not return as deletes.
+
+        Bounded and confirmed (:mod:`target_mktdyn_merge.reconcile`): past the bound the run stops with one
+        line, having marked nothing; within it only records a direct read by id no longer finds are deleted.
+        """
         self.owner.drain_one(self)
-        gone = self.owner.store.reconcile_keys(self.stream_name, new_version, self.owner.run_id)
+        store = self.owner.store
+        missing, live = store.reconcile_candidates(self.stream_name, new_version)
+        if not missing:
+            return
+        try:
+            ReconcileBounds.from_config(self.config).check(self.stream_name, len(missing), live)
+        except ReconcileBoundError as exc:
+            self.owner.stop(str(exc), exc)
+        present = still_present(self.config, self.stream_name, missing)
+        if present:
+            self.logger.warning(
+                "key reconciliation: %d %s record(s) absent from this full extraction still exist when read by "
+                "id (%s); they are not treated as deleted",
+                len(present),
+                self.stream_name,
+                ", ".join(sorted(present)[:10]),
+            )
+        gone = store.mark_deleted(self.stream_name, [m for m in missing if m not in present], self.owner.run_id)
         if gone:
             self.logger.warning(
                 "key reconciliation: %d %s record(s) staged before were absent from this full extraction; "
-                "they are treated as deleted",
+                "not found when read by id, they are treated as deleted",
                 gone,
                 self.stream_name,
             )
@@ -77,6 +100,15 @@ class StagingSink(BatchSink):
             return
         result = self.owner.store.stage(self.stream_name, records, self.owner.run_id)
         crash_point("stage-after-commit")  # committed, STATE not yet out: the replay must be harmless
+        if result.future:
+            self.logger.warning(
+                "%d %s record(s) carry a source timestamp more than a day ahead of now (%s%s); staged as of now, "
+                "so later versions of them are not taken for older",
+                len(result.future),
+                self.stream_name,
+                ", ".join(f"{STREAMS[self.stream_name].key}={key}" for key in result.future[:10]),
+                ", ..." if len(result.future) > 10 else "",
+            )
         self.logger.info(
             "staged %d %s record(s): %d new, %d changed, %d unchanged, %d older than staged",
             len(records),

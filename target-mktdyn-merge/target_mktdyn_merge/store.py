@@ -16,17 +16,18 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from mktdyn_common.errors import MktdynError
+from mktdyn_common.redact import protect_secrets
 
 from target_mktdyn_merge import store_schema as tables
 from target_mktdyn_merge.streams import STREAMS, StreamSpec
-from target_mktdyn_merge.values import dumps, now_iso, timestamp_text
+from target_mktdyn_merge.values import dumps, now_iso, timestamp_text, utc_iso
 
 _CHUNK = 500
 #: Longest key the store keeps (its key columns are VARCHAR(64)). Marketo ids are integers and Dataverse ids
@@ -37,6 +38,8 @@ KEY_LENGTH: int = getattr(tables.staged.c.record_id.type, "length", None) or 64
 #: Marketo keeps 255, Dynamics 100), and PostgreSQL refuses a btree index entry beyond about 2.7 KB: a hostile
 #: 10 KB "email" is staged as it came, without a matching key (it can match nothing anyway).
 MATCHABLE_EMAIL_LENGTH = 320
+#: How far ahead of the staging clock a source timestamp may be before it is not believed (see ``Store.stage``).
+FUTURE_TOLERANCE = timedelta(days=1)
 #: PostgreSQL advisory lock key that serializes schema migrations (the write lock has its own, in lock.py).
 MIGRATION_LOCK_KEY = 0x6D6B7464796E0001
 
@@ -91,6 +94,8 @@ class StageResult:
     updated: int = 0
     unchanged: int = 0
     older_ignored: int = 0
+    #: Keys of records whose source timestamp was more than FUTURE_TOLERANCE ahead (staged as of now instead).
+    future: tuple[str, ...] = ()
 
 
 def _row_to_staged(row: sa.Row[Any], selected: frozenset[str] | None = None) -> StagedRecord:
@@ -116,8 +121,12 @@ class Store:
         self.url = url or default_store_url()
         try:
             sa_url = sa.engine.make_url(self.url)
-        except sa.exc.ArgumentError as exc:
-            raise StoreError(f"setting 'store_url': {exc}") from exc
+        except sa.exc.ArgumentError as exc:  # its message quotes the URL, password and all: not repeated
+            raise StoreError(
+                "setting 'store_url': not a SQLAlchemy URL (dialect+driver://user:password@host/database)"
+            ) from exc
+        # The URL's password is a secret: masked in every log line and message, whoever prints the URL.
+        protect_secrets([sa_url.password if isinstance(sa_url.password, str) else None])
         self.is_sqlite = sa_url.get_backend_name() == "sqlite"
         if self.is_sqlite and sa_url.database and sa_url.database != ":memory:":
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +139,7 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._counter_lock = threading.Lock()
         self._selection: dict[str, frozenset[str]] | None = None  # stream → selected properties
+        self._run_starts: dict[str, str] = {}
         self._batch = threading.local()  # the connection of this thread's open ``batched`` block, if any
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -227,14 +237,62 @@ class Store:
         return int(value) - count + 1
 
     # -- runs -----------------------------------------------------------------------------------
-    def start_run(self, mode: str) -> str:
-        """Record a new run and return its id (time-ordered, unique)."""
+    def start_run(self, mode: str, started_at: str | None = None) -> str:
+        """Record a new run and return its id (time-ordered, unique).
+
+        ``started_at`` is when the invocation started (default: now). The target passes its process start: its
+        tap started then too, so nothing it stages can have been read before it (see ``confirmed_writes``).
+        """
         run_id = new_run_id()
         with self.transaction() as connection:
             connection.execute(
-                sa.insert(tables.runs).values(run_id=run_id, mode=mode, status="running", started_at=now_iso())
+                sa.insert(tables.runs).values(
+                    run_id=run_id, mode=mode, status="running", started_at=started_at or now_iso()
+                )
             )
         return run_id
+
+    def run_started_at(self, run_id: str) -> str:
+        """When a run started ('' for an unknown run)."""
+        started = self._run_starts.get(run_id)
+        if started is None:
+            with self.transaction() as connection:
+                value = connection.execute(
+                    sa.select(tables.runs.c.started_at).where(tables.runs.c.run_id == run_id)
+                ).scalar()
+            started = self._run_starts[run_id] = str(value or "")
+        return started
+
+    # -- confirmed writes (DESIGN §10: no run writes from data older than what the store confirmed) -----------
+    def stale_records(self, stream: str) -> list[str]:
+        """Records of ``stream`` written (and confirmed) since the extraction that staged them started.
+
+        Their staged version may predate the write: a run that overlapped the writing one extracted them
+        before it wrote. Compared as they are, their old values would look like edits and be written back
+        over the newer ones, so the merge re-reads them first (:mod:`target_mktdyn_merge.freshness`).
+        """
+        table = tables.confirmed_writes
+        with self.transaction() as connection:
+            rows = connection.execute(
+                sa.select(table.c.record_id).where(table.c.source == stream).order_by(table.c.record_id)
+            ).scalars()
+            return [str(record_id) for record_id in rows]
+
+    def absorb_confirmed_writes(self, stream: str, record_ids: Iterable[str], seen_since: str | None) -> None:
+        """Forget confirmed writes to these records made before ``seen_since`` (None: all of them).
+
+        A read that started after a write includes it. The same second is not "after" (times are whole seconds).
+        """
+        table = tables.confirmed_writes
+        ids = sorted({str(i) for i in record_ids})
+        if not ids or seen_since == "":
+            return
+        with self.transaction() as connection:
+            for start in range(0, len(ids), _CHUNK):
+                condition = sa.and_(table.c.source == stream, table.c.record_id.in_(ids[start : start + _CHUNK]))
+                if seen_since is not None:
+                    condition = sa.and_(condition, table.c.confirmed_at < seen_since)
+                connection.execute(sa.delete(table).where(condition))
 
     def finish_run(
         self, run_id: str, status: str, summary: Mapping[str, Any] | None = None, error: str | None = None
@@ -272,12 +330,24 @@ class Store:
 
     # -- staging --------------------------------------------------------------------------------
     def stage(self, stream: str, records: Iterable[Mapping[str, Any]], run_id: str) -> StageResult:
-        """Stage a batch of Singer records of ``stream`` in one transaction."""
+        """Stage a batch of Singer records of ``stream`` in one transaction.
+
+        A source timestamp more than :data:`FUTURE_TOLERANCE` ahead of the staging clock (a client with a wrong
+        clock, a hostile value) is not believed for ordering: the record is staged as of the staging time, its
+        key reported in ``StageResult.future`` (the sink warns, naming it), its fields unchanged. Believed, it
+        would make every later, real version of the record look "older than staged" until that date.
+        """
         spec = STREAMS[stream]
         newest: dict[str, tuple[str, dict[str, Any], str | None]] = {}
         versions: dict[str, int] = {}  # records of a full extraction carry its version
+        staged_at = datetime.now(UTC)
+        now_text, horizon = utc_iso(staged_at), utc_iso(staged_at + FUTURE_TOLERANCE)
+        future: set[str] = set()
         for record in records:
             record_id, source_ts, fields, deleted_at = _split_record(spec, record)
+            if source_ts > horizon:
+                future.add(record_id)
+                source_ts = now_text
             previous = newest.get(record_id)
             if previous is None or source_ts >= previous[0]:
                 newest[record_id] = (source_ts, fields, deleted_at)
@@ -343,7 +413,9 @@ class Store:
                         .where(table.c.source == stream, table.c.record_id.in_(record_ids[start : start + _CHUNK]))
                         .values(seen_version=version)
                     )
-        return StageResult(inserted, updated, unchanged, older)
+        # Writes confirmed before this run's extraction started are in what it read: no longer in doubt.
+        self.absorb_confirmed_writes(stream, newest, self.run_started_at(run_id))
+        return StageResult(inserted, updated, unchanged, older, tuple(sorted(future)))
 
     def record_selection(self, stream: str, properties: Iterable[str]) -> None:
         """Record the properties a stream's SCHEMA carries (what its catalog selects now).
@@ -380,25 +452,79 @@ class Store:
             self._selection = {name: frozenset(props) for name, props in selection.items()}
         return self._selection.get(stream)
 
-    def reconcile_keys(self, stream: str, version: int, run_id: str) -> int:
-        """After a full extraction of ``version``: live records it did not return were deleted (DESIGN §4).
+    def reconcile_candidates(self, stream: str, version: int) -> tuple[list[str], int]:
+        """After a full extraction of ``version``: the live records it did not return, and how many are live.
+
+        Nothing is marked here: the candidates are bounded and confirmed by a direct read first
+        (:mod:`target_mktdyn_merge.reconcile`), then :meth:`mark_deleted` marks the ones really gone.
+        """
+        table = tables.staged
+        live = sa.and_(table.c.source == stream, table.c.deleted_at.is_(None))
+        with self.transaction() as connection:
+            missing = connection.execute(
+                sa.select(table.c.record_id)
+                .where(live, sa.or_(table.c.seen_version.is_(None), table.c.seen_version < version))
+                .order_by(table.c.record_id)
+            ).scalars()
+            candidates = [str(record_id) for record_id in missing]
+            total = int(connection.execute(sa.select(sa.func.count()).select_from(table).where(live)).scalar() or 0)
+        return candidates, total
+
+    def mark_deleted(self, stream: str, record_ids: Iterable[str], run_id: str) -> int:
+        """Mark live staged records deleted (key reconciliation, DESIGN §4); return how many were.
 
         The delete keeps the record's source timestamp, so if the record is returned again later (the
         extraction was not really full) the newer arrival brings it back.
         """
         table = tables.staged
+        ids = sorted({str(i) for i in record_ids})
+        if not ids:
+            return 0
+        marked = 0
         with self._counter_lock, self.transaction() as connection:
             changed = self._next(connection, "changed")
-            result = connection.execute(
-                sa.update(table)
-                .where(
-                    table.c.source == stream,
-                    table.c.deleted_at.is_(None),
-                    sa.or_(table.c.seen_version.is_(None), table.c.seen_version < version),
+            for start in range(0, len(ids), _CHUNK):
+                result = connection.execute(
+                    sa.update(table)
+                    .where(
+                        table.c.source == stream,
+                        table.c.deleted_at.is_(None),
+                        table.c.record_id.in_(ids[start : start + _CHUNK]),
+                    )
+                    .values(deleted_at=now_iso(), changed_seq=changed, staged_run=run_id)
                 )
-                .values(deleted_at=now_iso(), changed_seq=changed, staged_run=run_id)
-            )
-            return int(result.rowcount or 0)
+                marked += int(result.rowcount or 0)
+        return marked
+
+    # -- what the store has seen of each stream (DESIGN §10: a store that does not match the bookmarks) --------
+    def mark_full_extraction(self, stream: str) -> None:
+        """Remember that a full extraction of ``stream`` was staged here (a ``counters`` row: no migration)."""
+        name = f"full:{stream}"
+        table = tables.counters
+        with self.transaction() as connection:
+            if connection.execute(sa.select(table.c.value).where(table.c.name == name)).first() is None:
+                try:
+                    with connection.begin_nested():
+                        connection.execute(sa.insert(table).values(name=name, value=1))
+                except sa.exc.IntegrityError:  # another run marked it first
+                    pass
+
+    def knows_stream(self, stream: str) -> bool:
+        """Whether this store staged a full extraction of ``stream``, or merged successfully before it kept count.
+
+        The second clause keeps a store made by an earlier release (it never recorded full extractions) usable;
+        an empty or replaced store has neither.
+        """
+        with self.transaction() as connection:
+            if connection.execute(
+                sa.select(tables.counters.c.value).where(tables.counters.c.name == f"full:{stream}")
+            ).first():
+                return True
+            runs = tables.runs
+            merged = connection.execute(
+                sa.select(runs.c.run_id).where(runs.c.mode == "merge", runs.c.status == "succeeded").limit(1)
+            ).first()
+        return merged is not None
 
     def staged_record(self, stream: str, record_id: str) -> StagedRecord | None:
         """The staged version of one record."""
@@ -475,6 +601,17 @@ class Store:
         for source, live, count in rows:
             counts.setdefault(source, {"live": 0, "deleted": 0})["live" if live else "deleted"] += count
         return counts
+
+
+def record_confirmed_write(connection: sa.Connection, stream: str, record_id: str) -> None:
+    """Note (in the caller's transaction) that the system confirmed a write to this record just now."""
+    table = tables.confirmed_writes
+    now = now_iso()
+    updated = connection.execute(
+        sa.update(table).where(table.c.source == stream, table.c.record_id == record_id).values(confirmed_at=now)
+    )
+    if not updated.rowcount:
+        connection.execute(sa.insert(table).values(source=stream, record_id=record_id, confirmed_at=now))
 
 
 def _split_record(spec: StreamSpec, record: Mapping[str, Any]) -> tuple[str, str, dict[str, Any], str | None]:

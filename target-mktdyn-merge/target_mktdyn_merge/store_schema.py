@@ -144,6 +144,17 @@ stream_properties = sa.Table(
     sa.Column("property", sa.String(255), primary_key=True),
 )
 
+# A write the system confirmed, per record, until an extraction that started after it has staged the record
+# (DESIGN §10: no run writes from data older than what the store confirmed). A staged version of a record
+# listed here may predate the write, so the merge re-reads the record before it compares.
+confirmed_writes = sa.Table(
+    "confirmed_writes",
+    metadata,
+    sa.Column("source", sa.String(32), primary_key=True),  # the stream of the written record
+    sa.Column("record_id", sa.String(64), primary_key=True),
+    sa.Column("confirmed_at", sa.String(32), nullable=False),  # UTC ISO, comparable as text
+)
+
 Migration = Callable[[sa.Connection], None]
 
 
@@ -187,6 +198,18 @@ def _stream_properties(connection: sa.Connection) -> None:
     metadata.create_all(connection, tables=[stream_properties])
 
 
+def _confirmed_writes(connection: sa.Connection) -> None:
+    """Version 6: confirmed writes not yet seen by an extraction (overlapping runs never revert an edit)."""
+    metadata.create_all(connection, tables=[confirmed_writes])
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
-MIGRATIONS: list[Migration] = [_initial, _tombstones, _staged_source_email, _activity_dry_run, _stream_properties]
+MIGRATIONS: list[Migration] = [
+    _initial,
+    _tombstones,
+    _staged_source_email,
+    _activity_dry_run,
+    _stream_properties,
+    _confirmed_writes,
+]
 LATEST_VERSION = len(MIGRATIONS)

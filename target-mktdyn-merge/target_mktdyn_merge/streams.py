@@ -32,6 +32,11 @@ DYNAMICS_STREAM = {"lead": "dynamics_leads", "contact": "dynamics_contacts"}
 ENTITY_SET = {"lead": "leads", "contact": "contacts"}
 
 
+def written_stream(system: str, entity: str | None) -> str:
+    """The stream of a record written to ``system`` (a Marketo person, or a Dynamics lead/contact)."""
+    return "marketo_leads" if system == "marketo" else DYNAMICS_STREAM[entity or "lead"]
+
+
 class UnknownStreamError(ValueError):
     """A stream this target does not merge; refused instead of silently dropped."""
 

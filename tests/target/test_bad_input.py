@@ -188,6 +188,28 @@ MALFORMED: list[tuple[str, list[str], list[str]]] = [
         [line(PLAIN_TIMESTAMP_SCHEMA), NEW_BEFORE, line(person(9, updatedAt="soon " * 10))],
         ["stream 'marketo_leads'", "record id=9", "field 'updatedAt'", "'soon soon", "is not a date-time"],
     ),
+    (
+        "lone-surrogate",  # valid JSON, not text: staging would fail encoding it, naming nothing
+        [
+            SCHEMA_LINE,
+            GOOD_BEFORE,
+            NEW_BEFORE,
+            '{"type": "RECORD", "stream": "marketo_leads", "record": '
+            '{"id": 11, "updatedAt": "2024-06-01T10:00:00Z", "title": "a\\ud800b"}}',
+        ],
+        ["line 4", "stream 'marketo_leads'", "record id=11", "field 'title'", "lone UTF-16 surrogate"],
+    ),
+    (
+        "deep-nesting",
+        [
+            SCHEMA_LINE,
+            '{"type": "RECORD", "stream": "marketo_leads", "record": {"id": 12, "title": '
+            + "[" * 5000
+            + "]" * 5000
+            + "}}",
+        ],
+        ["line 2", "nested too deeply"],
+    ),
 ]
 #: Cases the store decides: valid records precede the bad line in the batch, or staging itself refuses. These
 #: run on every backend; the others are refused by the reader before the store is touched (SQLite only).
@@ -199,6 +221,7 @@ STORE_DECIDES = {
     "bad-timestamp",
     "key-too-long",
     "timestamp-not-a-date",
+    "lone-surrogate",
 }
 STORE_CASES = [pytest.param(c[1], c[2], id=c[0]) for c in MALFORMED if c[0] in STORE_DECIDES]
 READER_CASES = [pytest.param(c[1], c[2], id=c[0]) for c in MALFORMED if c[0] not in STORE_DECIDES]
@@ -276,6 +299,20 @@ def test_hostile_values_stage_exactly(staged_store: tuple[str, Path]) -> None:
     assert_intact(url)
 
 
+def test_blank_lines_are_skipped_not_fatal(sqlite_staged_store: tuple[str, Path]) -> None:
+    url, workdir = sqlite_staged_store
+    lines = ["", SCHEMA_LINE, "   ", line(person(1, firstName="After blank lines")), ""]
+    result = run_target({"store_url": url, "merge": False}, lines, workdir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    store = Store(url)
+    try:
+        staged_person = store.staged_record("marketo_leads", "1")
+    finally:
+        store.close()
+    assert staged_person is not None
+    assert staged_person.fields["firstName"] == "After blank lines"
+
+
 def test_config_that_is_not_json_names_the_file(tmp_path: Path) -> None:
     broken = tmp_path / "target.json"
     broken.write_text('{"store_url": ')
@@ -332,7 +369,9 @@ def test_merge_refuses_plain_http_to_a_remote_host_before_any_call(
     result = run_target(config, [], tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert f"setting '{setting}'" in result.stderr.splitlines()[-1]
-    assert "plain http" in result.stderr.splitlines()[-1]
+    reason = result.stderr.splitlines()[-1]
+    assert f"setting '{setting}'" in reason
+    assert "plain http" in reason
+    assert result.stderr.count("plain http") == 1  # one line on the merge path, not an ERROR log line as well
     assert_intact(url)
     assert snapshot(url)["staged"] == before["staged"]

@@ -161,7 +161,9 @@ TO_DYNAMICS_CASES: list[tuple[str, str, Any, Any]] = [
     ("option-int-kept", "option", 6, 6),
     ("option-blank-is-null", "option", " ", None),
     ("email-keeps-case", "email", " Ann.Lee@Example.com ", "Ann.Lee@Example.com"),
-    ("string-trimmed", "string", " Ann ", "Ann"),
+    ("string-byte-exact", "string", " Ann ", " Ann "),  # issue 22: edge spaces and a trailing CR arrive as they are
+    ("string-trailing-cr-kept", "string", "Ann\r", "Ann\r"),
+    ("string-whitespace-is-blank", "string", "  ", None),
     ("string-blank-clears", "string", "", None),
     ("boolean-text", "boolean", "true", True),
     ("boolean-none-false", "boolean", None, False),

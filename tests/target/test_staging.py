@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +146,28 @@ def test_runs_are_recorded(tmp_path: Path, store_url: str) -> None:
         rows = connection.execute(sa.text("SELECT mode, status FROM runs")).all()
     store.close()
     assert [tuple(r) for r in rows] == [("stage", "succeeded")]
+
+
+def test_a_far_future_timestamp_does_not_block_later_versions(tmp_path: Path, store_url: str) -> None:
+    """Issue 22, item 5: a source timestamp more than a day ahead is staged as of now, with a warning."""
+    future = [PERSON_SCHEMA, person(9, "2099-01-01T00:00:00Z", email="f@x.com", firstName="From the future")]
+    result = run_target(tmp_path, store_url, future)
+    assert result.returncode == 0, result.stderr
+    assert "more than a day ahead of now (id=9)" in result.stderr
+    first = staged(store_url, "9")
+    assert first["fields"]["updatedAt"] == "2099-01-01T00:00:00Z"  # the value itself is kept as sent
+    assert first["source_ts"] < "2099"
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    time.sleep(1.1)
+    later = [PERSON_SCHEMA, person(9, (datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"), firstName="Real edit")]
+    result = run_target(tmp_path, store_url, later)
+    assert result.returncode == 0, result.stderr
+    assert "older than staged" in result.stderr  # the summary line: 0 of them
+    assert ", 0 older than staged" in result.stderr
+    after = staged(store_url, "9")
+    assert after["fields"]["firstName"] == "Real edit"
+    assert after["source_ts"] > now
+    # Within the tolerance a timestamp is believed as it is (a clock a little ahead is normal).
+    soon = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert run_target(tmp_path, store_url, [PERSON_SCHEMA, person(10, soon, firstName="Soon")]).returncode == 0
+    assert staged(store_url, "10")["source_ts"] == soon
