@@ -373,3 +373,23 @@ def test_the_default_timeout_is_marketos_30_seconds(admin: SandboxAdmin, info: d
     settings = admin.marketo.config()
     assert settings["webhook_timeout"] == 30
     assert Path(info["ca_bundle"]).is_file()
+
+
+def test_call_webhook_is_a_listed_activity_type(api: MarketoHttp) -> None:
+    types = {t["id"]: t for t in api.get("/rest/v1/activities/types.json")["result"]}
+    assert types[CALL_WEBHOOK]["name"] == "Call Webhook"
+    assert types[CALL_WEBHOOK]["primaryAttribute"]["name"] == "Webhook ID"
+
+
+def test_a_get_webhook_sends_no_body_and_renders_the_url(hooks: WebhookAdmin, receiver: Receiver) -> None:
+    definition = {
+        "name": "get-hook",
+        "url": f"{receiver.url}/ok?lead={{{{lead.Id}}}}&campaign={{{{campaign.id}}}}",
+        "request_type": "GET",
+        "template": '{"ignored": {{lead.Id}}}',
+    }
+    assert hooks.define(definition)[0] == 200
+    assert hooks.trigger("get-hook", [9], {"id": 55, "name": "c"})[0] == 200
+    [got] = receiver.received
+    assert (got.method, got.path, got.body) == ("GET", "/ok?lead=9&campaign=55", b"")
+    assert "Content-Type" not in got.headers

@@ -33,7 +33,9 @@ Where the docs are silent the sandbox chooses, and says so here:
   parallelism for a campaign's flow ("even if a service only takes 50 ms ..., that is 1.5 hours when
   executed 100,000 times" assumes sequential calls). ``concurrency`` (at most ``MAX_CONCURRENCY``) runs
   up to that many calls at once for load tests; outcomes are still reported in input order.
-- XML responses are not emulated (a definition asking for them is refused).
+- XML responses are not emulated (a definition asking for them is refused). Redirects are not followed:
+  a 3xx is a non-2xx answer and maps nothing. ``{{system.dateTime}}`` renders as ``YYYY-MM-DD HH:MM:SS``
+  in UTC on the sandbox clock.
 - Each call logs a Call Webhook activity (type 110) with the response code or the error type; mapped
   values are written as an edit by the flow (Change Data Value, reason ``Webhook: <name>``, source
   ``Webhook``), bumping ``updatedAt`` by the sandbox's usual rule (custom fields move only the internal
