@@ -25,6 +25,9 @@ from mktdyn_sandbox.marketo.store import full_name, run_script
 NEW_LEAD = 12
 CHANGE_DATA_VALUE = 13
 DELETE_LEAD = 37
+#: Marketo's id of "Call Webhook" as lists of standard activity types give it; not confirmed by the
+#: developer docs the sandbox follows (they show only a few types), so a client should look it up by name.
+CALL_WEBHOOK = 110
 VISIT_WEBPAGE = 1
 FILL_OUT_FORM = 2
 
@@ -78,6 +81,17 @@ BUILTIN_TYPES: tuple[dict[str, Any], ...] = (
         "description": "Delete a person",
         "primaryAttribute": {"name": "Lead ID", "dataType": "integer"},
         "attributes": [{"name": "Remove from CRM", "dataType": "boolean"}],
+    },
+    {
+        "id": CALL_WEBHOOK,
+        "name": "Call Webhook",
+        "description": "Call a webhook from a trigger campaign's flow",
+        "primaryAttribute": {"name": "Webhook ID", "dataType": "integer"},
+        "attributes": [
+            {"name": "Campaign Name", "dataType": "string"},
+            {"name": "Response Code", "dataType": "integer"},
+            {"name": "Error Type", "dataType": "string"},
+        ],
     },
 )
 BUILTIN_TYPE_IDS = frozenset(t["id"] for t in BUILTIN_TYPES)
@@ -238,6 +252,18 @@ class ActivityLog:
             "attributes": [{"name": "Reason", "value": reason}, {"name": "Source", "value": source}],
         }
         return self._insert(conn, now, CHANGE_DATA_VALUE, lead_id, spec.id, spec.display_name, payload, spec.name)
+
+    def webhook_call(
+        self,
+        conn: sqlite3.Connection,
+        lead_id: int,
+        webhook_id: int,
+        webhook_name: str,
+        now: float,
+        attributes: list[dict[str, Any]],
+    ) -> int:
+        """Type 110, one per call a Call Webhook flow step makes; the primary attribute is the webhook."""
+        return self._insert(conn, now, CALL_WEBHOOK, lead_id, webhook_id, webhook_name, {"attributes": attributes})
 
     def deleted(self, conn: sqlite3.Connection, person: dict[str, Any], now: float) -> int:
         """Type 37 on delete; the primary attribute value is the person's name."""

@@ -28,6 +28,7 @@ from mktdyn_sandbox.marketo.fields import CATALOGUE
 from mktdyn_sandbox.marketo.limits import CallLimits, Ticket
 from mktdyn_sandbox.marketo.persons import EditError, PersonService
 from mktdyn_sandbox.marketo.store import PersonStore
+from mktdyn_sandbox.marketo.webhooks import DEFAULT_TIMEOUT, WebhookEngine, WebhookError
 from mktdyn_sandbox.seed import SeedPlan
 from mktdyn_sandbox.web import Request, RequestError, Response, Route
 
@@ -53,6 +54,7 @@ class MarketoApp(SandboxApp):
     exports: ExportJobs
     tokens: TokenIssuer
     limits: CallLimits
+    webhooks: WebhookEngine
 
     def default_settings(self) -> dict[str, Any]:
         """Every knob tests and demos turn (see ``/_sandbox/config``)."""
@@ -72,6 +74,8 @@ class MarketoApp(SandboxApp):
             "export_max_queued": 10,
             # Fields leads.json silently ignores on create and update although describe calls them writable.
             "ignored_on_write": [],
+            "webhook_timeout": DEFAULT_TIMEOUT,
+            "webhook_timeouts": {},
         }
 
     # -- wiring -------------------------------------------------------------------------------------
@@ -101,6 +105,19 @@ class MarketoApp(SandboxApp):
             context.export_delay,
             self.stats,
         )
+        self.webhooks = WebhookEngine(
+            self.db,
+            self.store,
+            self.persons,
+            self.log,
+            self.stats,
+            context.clock,
+            lambda: self.settings,
+            context.directory / "ca.pem",
+        )
+        self.router.add("GET", r"/_sandbox/webhooks", self._admin_webhooks, "admin webhooks", "admin")
+        self.router.add("POST", r"/_sandbox/webhooks", self._admin_webhook_define, "admin webhooks", "admin")
+        self.router.add("POST", r"/_sandbox/campaigns/trigger", self._admin_trigger, "admin trigger", "admin")
         custom_types = CustomTypes(self.db, context.clock)
         leads = LeadsApi(self.store, self.persons, context.clock)
         activities = ActivitiesApi(self.db, self.log, custom_types, self.store, context.clock, self.stats)
@@ -303,6 +320,28 @@ class MarketoApp(SandboxApp):
         self.stats.count_rejected(code)
         self.limits.record_error(now, code)
         return failure(now, code, message or MESSAGES.get(code))
+
+    # -- webhooks (admin) -------------------------------------------------------------------------------
+    def _admin_webhooks(self, request: Request) -> Response:
+        return Response.json({"webhooks": self.webhooks.listing()})
+
+    def _admin_webhook_define(self, request: Request) -> Response:
+        def apply() -> dict[str, Any]:
+            try:
+                return self.webhooks.define(self._admin_json(request))
+            except WebhookError as exc:
+                raise AdminError(str(exc)) from exc
+
+        return self._guard(request, apply)
+
+    def _admin_trigger(self, request: Request) -> Response:
+        def apply() -> dict[str, Any]:
+            try:
+                return self.webhooks.trigger(self._admin_json(request))
+            except WebhookError as exc:
+                raise AdminError(str(exc)) from exc
+
+        return self._guard(request, apply)
 
     # -- admin hooks ----------------------------------------------------------------------------------
     @staticmethod

@@ -185,6 +185,21 @@ class PersonService:
     # -- UI (admin) ---------------------------------------------------------------------------------
     def ui_edit(self, person_id: int, fields: dict[str, Any]) -> list[str] | None:
         """An edit made in Marketo's UI; None when the person does not exist."""
+        return self.flow_edit(person_id, fields, "Changed by user", "Web client")
+
+    def flow_edit(
+        self,
+        person_id: int,
+        fields: dict[str, Any],
+        reason: str,
+        source: str,
+        before_change: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> list[str] | None:
+        """An edit by a user or a flow step (a webhook's response mappings), with its activity reason/source.
+
+        ``before_change`` runs first in the same transaction (a Call Webhook activity logged ahead of
+        the Change Data Value activities it caused, even when nothing changes).
+        """
         values: dict[str, Any] = {}
         for name, raw in fields.items():
             spec = FIELDS.get(name)
@@ -198,7 +213,9 @@ class PersonService:
             person = self.store.get(person_id)
             if person is None:
                 return None
-            return self._update(conn, person, values, "Changed by user", "Web client")
+            if before_change is not None:
+                before_change(conn)
+            return self._update(conn, person, values, reason, source)
 
     def ui_delete(self, person_id: int) -> dict[str, Any] | None:
         """A delete made in Marketo's UI."""

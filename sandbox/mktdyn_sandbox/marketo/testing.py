@@ -63,3 +63,43 @@ class MarketoHttp:
     def close(self) -> None:
         """Close the session."""
         self.session.close()
+
+
+class WebhookAdmin:
+    """The sandbox's webhook admin endpoints (``/_sandbox/webhooks``, ``/_sandbox/campaigns/trigger``).
+
+    Answers are returned with their status rather than raised, so tests can assert on a refusal's 400.
+    """
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.base_url = str(info["marketo_url"]).rstrip("/")
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.verify = str(info["ca_bundle"])
+
+    def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        response = self.session.request(method, f"{self.base_url}/_sandbox/{path}", json=body, timeout=120)
+        return response.status_code, response.json()
+
+    def define(self, definition: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Define or replace a webhook by name."""
+        status, body = self._call("POST", "webhooks", definition)
+        return status, body
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every defined webhook."""
+        _, body = self._call("GET", "webhooks")
+        webhooks: list[dict[str, Any]] = body["webhooks"]
+        return webhooks
+
+    def trigger(
+        self, webhook: str, persons: list[int], campaign: dict[str, Any] | None = None, concurrency: int = 1
+    ) -> tuple[int, dict[str, Any]]:
+        """Run a trigger campaign's Call Webhook step for ``persons``."""
+        payload = {"webhook": webhook, "persons": persons, "campaign": campaign or {}, "concurrency": concurrency}
+        status, body = self._call("POST", "campaigns/trigger", payload)
+        return status, body
+
+    def close(self) -> None:
+        """Close the session."""
+        self.session.close()
