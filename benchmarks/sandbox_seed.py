@@ -1,6 +1,6 @@
 """Seed a fresh sandbox with N persons and report the time taken and the peak resident memory.
 
-The sandbox promises bounded memory whatever the number of persons (DESIGN §7): seeding streams the
+The sandbox promises bounded memory whatever the number of persons (docs/architecture.md §7): seeding streams the
 seed plan into SQLite in chunks, so peak RSS should stay flat as ``--persons`` grows.
 Usage: ``python benchmarks/sandbox_seed.py --persons 1000000 [--dir DIR] [--keep]``.
 """

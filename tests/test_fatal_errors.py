@@ -1,4 +1,4 @@
-"""A fatal error ends a tap with one line on stderr naming what to fix, never a traceback (DESIGN §9.5).
+"""A fatal error ends a tap with one line on stderr naming what to fix, never a traceback (docs/architecture.md §9.5).
 
 Both taps run as Meltano runs them, through their console scripts. Whatever stops them (a config file that is
 not JSON, a setting left out, a spent quota, credentials refused), stderr ends with exactly one line

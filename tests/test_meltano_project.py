@@ -1,5 +1,5 @@
 """meltano.yml mirrors every plugin's config_jsonschema and --about, installs every plugin, and wires the job
-DESIGN §9.5 describes."""
+docs/architecture.md §9.5 describes."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The console-script entry point of every mktdyn Singer plugin: a fatal error is one line, never a traceback.
 
-DESIGN §9.5: configuration, authentication, quota and store errors exit non-zero with a one-line reason naming
-the setting or the API's code. Left alone, the SDK's command line does not: a config file that is not JSON
+docs/architecture.md §9.5: configuration, authentication, quota and store errors exit non-zero with a one-line reason
+naming the setting or the API's code. Left alone, the SDK's command line does not: a config file that is not JSON
 escapes click's option parsing as a traceback, the SDK's ``sys.excepthook`` logs any error of a run with its
 traceback, and a config that fails validation is logged as several lines ending in "Config validation failed".
 Meltano shows a plugin's stderr to the user, and there a traceback buries the one line that says what to fix.

@@ -1,6 +1,6 @@
 """Error types every mktdyn component raises, so callers decide exit codes without knowing the API.
 
-DESIGN §9.5: configuration, authentication, quota and store errors end a run with a one-line reason
+docs/architecture.md §9.5: configuration, authentication, quota and store errors end a run with a one-line reason
 naming the setting or the API code; record-level outcomes are data, never these exceptions.
 """
 

@@ -1,4 +1,4 @@
-"""What the taps tell the target through their STATE (DESIGN §10: a store that does not match the bookmarks).
+"""What the taps tell the target through their STATE (docs/architecture.md §10: a store must match the bookmarks).
 
 Each tap records in its stream's bookmark whether this run read the stream from its start (``full``: no
 bookmark, or an expired Dataverse delta link) or only what changed since the bookmark (``incremental``). The

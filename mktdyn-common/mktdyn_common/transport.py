@@ -1,7 +1,7 @@
 """HTTPS sessions with an explicit CA, and the rule "HTTPS everywhere except loopback".
 
 This machine (and many CI images) sets ``REQUESTS_CA_BUNDLE``; requests lets it override a session's
-``verify``, which silently replaces the CA a user configured (DESIGN §8). Sessions built here ignore
+``verify``, which silently replaces the CA a user configured (docs/architecture.md §8). Sessions built here ignore
 the environment and pass the configured bundle explicitly; proxies are the one thing they still take from it.
 """
 
@@ -94,7 +94,7 @@ class ExplicitSession(requests.Session):
     """A session that trusts exactly its CA, and takes proxies from its own setting or the proxy variables only.
 
     ``trust_env`` stays off so that ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` (and ``.netrc``) cannot replace
-    the configured CA (DESIGN §8). What the environment legitimately says about the network is read here
+    the configured CA (docs/architecture.md §8). What the environment legitimately says about the network is read here
     instead, per request: ``proxy`` when set (every request of the connection goes through it), else
     ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` with ``NO_PROXY`` honoured. Through a proxy, HTTPS is tunnelled
     (CONNECT), so the proxy sees host names only and the CA still verifies the server itself.

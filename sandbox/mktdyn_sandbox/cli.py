@@ -33,7 +33,7 @@ def _fault_spec(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of DESIGN §9.2."""
+    """The command line of docs/architecture.md §9.2."""
     parser = argparse.ArgumentParser(prog="mktdyn-sandbox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start both API servers and serve until SIGTERM/SIGINT")

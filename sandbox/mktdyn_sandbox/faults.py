@@ -1,4 +1,4 @@
-"""Deterministic fault injection driven by the SPEC string of DESIGN §9.2.
+"""Deterministic fault injection driven by the SPEC string of docs/architecture.md §9.2.
 
 SPEC is comma-separated ``system.kind=probability`` items (``marketo.606=0.05``), plus the
 system-independent ``reset=p``, ``latency_ms=N`` and ``spike_ms=N@p``. A system prefix is also

@@ -1,8 +1,8 @@
 """How the plugins' settings map onto a sandbox.json: one place for the demo, the tests and the benchmarks.
 
 The taps take their connection settings unprefixed; the target takes the same ones prefixed ``marketo_`` /
-``dynamics_`` (DESIGN §9.4). ``start_date`` reaches back past the seed (which spans the 62 days before it was
-made), so a first extraction sees every seeded record.
+``dynamics_`` (docs/architecture.md §9.4). ``start_date`` reaches back past the seed (which spans the 62 days before it
+was made), so a first extraction sees every seeded record.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ SANDBOX_JSON = "sandbox.json"
 
 @dataclass
 class SandboxOptions:
-    """The ``serve`` flags of DESIGN §9.2."""
+    """The ``serve`` flags of docs/architecture.md §9.2."""
 
     directory: Path
     persons: int = 1000

@@ -1,6 +1,6 @@
 """Bearer tokens from Microsoft Entra through msal: client credentials (secret or certificate) or password (ROPC).
 
-msal is the supported way to talk to Entra, but it needs four things done around it (DESIGN §8):
+msal is the supported way to talk to Entra, but it needs four things done around it (docs/architecture.md §8):
 an HTTP client that ignores ``REQUESTS_CA_BUNDLE``, trusts the configured CA and uses the configured
 proxy, the authority's port restored on the user-realm call msal builds from the hostname alone,
 ``instance_discovery=False`` for

@@ -1,6 +1,6 @@
 """Multipart ``$batch`` bodies: build the request, parse the per-operation answers.
 
-No changesets: DESIGN §4 wants ``odata.continue-on-error`` so one bad row does not sink the batch,
+No changesets: docs/architecture.md §4 wants ``odata.continue-on-error`` so one bad row does not sink the batch,
 and a changeset is all-or-nothing. Each operation asks for ``return=representation`` so the result
 carries what Dataverse stored (and its ETag), the baseline the merge keeps.
 """

@@ -1,4 +1,4 @@
-"""The Dataverse Web API client shared by tap-dynamics-leads and the merge target (DESIGN §2).
+"""The Dataverse Web API client shared by tap-dynamics-leads and the merge target (docs/architecture.md §2).
 
 A plain module with no Singer types: metadata, paged queries, change tracking, single-row reads and
 writes with ETags, ``$batch`` with per-operation results, and lead qualification. HTTP, auth and

@@ -34,7 +34,7 @@ def _flag(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class DataverseConnection:
-    """Where and how to reach one Dataverse environment (the tap's settings of DESIGN §9.4).
+    """Where and how to reach one Dataverse environment (the tap's settings of docs/architecture.md §9.4).
 
     Frozen so that a client's identity (and the msal application it shares) cannot drift after
     construction. ``prefix`` in :meth:`from_config` lets the target read the same settings as

@@ -15,7 +15,7 @@ DELETED_AT_PROPERTY = "_sdc_deleted_at"
 REPLICATION_KEY = "modifiedon"
 EMAIL_COLUMN = "emailaddress1"
 SYNC_FILTER_COLUMN = "new_synctomkto"
-#: Properties DESIGN §9.3 sends whatever the selection (besides the key and the replication key).
+#: Properties docs/architecture.md §9.3 sends whatever the selection (besides the key and the replication key).
 ALWAYS_SENT = (
     REPLICATION_KEY,
     EMAIL_COLUMN,
@@ -96,6 +96,6 @@ def stream_schema(entity: EntityDefinition) -> dict[str, Any]:
 
 
 def automatic_properties(schema: dict[str, Any], key: str) -> list[str]:
-    """Properties sent whatever the selection (DESIGN §9.3) that this schema has."""
+    """Properties sent whatever the selection (docs/architecture.md §9.3) that this schema has."""
     names = [key, *ALWAYS_SENT]
     return [name for name in names if name in schema.get("properties", {})]

@@ -1,7 +1,7 @@
 """``dynamics_leads`` and ``dynamics_contacts``: change tracking with deletes, or a modifiedon bookmark.
 
 Change tracking (the default) keeps the delta link in the stream state; deletions arrive as
-``$deletedEntity`` items and become delete records (DESIGN §9.3). An expired or refused delta link
+``$deletedEntity`` items and become delete records (docs/architecture.md §9.3). An expired or refused delta link
 means a full read, said loudly. Where change tracking is off (the setting, or the table), rows come
 in ``modifiedon, key`` order from the bookmark with ``ge``, and the rows already sent at the
 bookmark second (remembered with their ETags) are not sent again.
@@ -81,7 +81,7 @@ class DataverseStream(Stream):
 
     @property
     def metadata(self) -> Any:
-        """Standard metadata with DESIGN §9.3's always-sent properties forced to ``automatic``.
+        """Standard metadata with docs/architecture.md §9.3's always-sent properties forced to ``automatic``.
 
         Applied on top of an input catalog too, so no selection can drop the key, the email or the
         ETag the merge depends on.
@@ -231,7 +231,7 @@ class DataverseStream(Stream):
         return record
 
     def _delete_record(self, row_id: str) -> dict[str, Any]:
-        """DESIGN §9.3: the key, the deletion time as ``_sdc_deleted_at`` and ``modifiedon``, all else null."""
+        """The key, the deletion time as ``_sdc_deleted_at`` and ``modifiedon``, all else null (architecture §9.3)."""
         now = utc_now_iso()
         record: dict[str, Any] = dict.fromkeys(self.schema["properties"])
         record[self.entity.primary_id] = row_id

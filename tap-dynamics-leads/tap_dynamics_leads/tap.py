@@ -1,4 +1,4 @@
-"""tap-dynamics-leads: Dynamics 365 leads and contacts as Singer streams (settings of DESIGN §9.4)."""
+"""tap-dynamics-leads: Dynamics 365 leads and contacts as Singer streams (settings of docs/architecture.md §9.4)."""
 
 from __future__ import annotations
 
@@ -189,7 +189,8 @@ class TapDynamicsLeads(Tap):
         return [stream_type(self, self.entity(stream_type.logical_name)) for stream_type in STREAM_TYPES]
 
 
-#: The console script (``[project.scripts]``): the SDK command line, a fatal error as one line (DESIGN §9.5).
+#: The console script (``[project.scripts]``): the SDK command line, a fatal error as one line (docs/architecture.md
+#: §9.5).
 main = plugin_main(TapDynamicsLeads)
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Marketo access tokens: fetched by POST form body, reused until shortly before expiry.
 
 The documented token request is a GET with the secret in the query string, which urllib3 logs at
-DEBUG (DESIGN §8); a POST form body keeps it out of every URL. Token calls are not REST calls (no
+DEBUG (docs/architecture.md §8); a POST form body keeps it out of every URL. Token calls are not REST calls (no
 envelope, free in the quota), so they get their own retries here, through the shared loop of
-:mod:`mktdyn_common.retry` (DESIGN §8: a flaky token endpoint needs them).
+:mod:`mktdyn_common.retry` (docs/architecture.md §8: a flaky token endpoint needs them).
 """
 
 from __future__ import annotations

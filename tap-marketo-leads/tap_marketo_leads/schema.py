@@ -2,7 +2,7 @@
 
 Custom fields come along automatically; fields without a REST name are not reachable through the
 API and are skipped; names with a dot are skipped too, because Meltano splits ``select`` patterns
-on dots (DESIGN §8). Types follow the recommended column of reference §5.2.
+on dots (docs/architecture.md §8). Types follow the recommended column of reference §5.2.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ REPLICATION_KEY = "updatedAt"
 EMAIL = "email"
 SYNC_FILTER_FIELD = "syncToDynamics"
 DELETED_AT = "_sdc_deleted_at"
-#: Sent whatever the selection (DESIGN §9.3), when the subscription has them.
+#: Sent whatever the selection (docs/architecture.md §9.3), when the subscription has them.
 AUTOMATIC_FIELDS = (KEY, REPLICATION_KEY, EMAIL, SYNC_FILTER_FIELD)
 
 _STRING_TYPES = frozenset({"string", "email", "phone", "url", "text", "textarea", "reference", "lead_function"})

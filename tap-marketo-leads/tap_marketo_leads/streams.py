@@ -85,7 +85,7 @@ def _parse_time(value: str) -> datetime:
 
 
 class MarketoLeadsStream(Stream):
-    """Marketo persons, incremental by change time, with deletes as records (DESIGN §9.3)."""
+    """Marketo persons, incremental by change time, with deletes as records (docs/architecture.md §9.3)."""
 
     name = "marketo_leads"
     primary_keys = (KEY,)
@@ -100,7 +100,7 @@ class MarketoLeadsStream(Stream):
     # -- catalog ------------------------------------------------------------------------------
     @property
     def metadata(self) -> Any:
-        """Standard metadata, plus automatic inclusion of DESIGN §9.3's fields and Marketo's read-only flags."""
+        """Standard metadata, plus automatic inclusion of docs/architecture.md §9.3's fields and read-only flags."""
         if self._metadata is not None:
             return self._metadata
         metadata = super().metadata

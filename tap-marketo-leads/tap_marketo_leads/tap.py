@@ -1,4 +1,4 @@
-"""tap-marketo-leads: Marketo Engage persons as a Singer stream (settings contract of DESIGN §9.4)."""
+"""tap-marketo-leads: Marketo Engage persons as a Singer stream (settings contract of docs/architecture.md §9.4)."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ class TapMarketoLeads(Tap):
         """The ``marketo_leads`` stream; its schema from the input catalog when given, else one describe call.
 
         Meltano discovers before every run and passes the result as the catalog: reusing it keeps
-        a run to one metadata call in total (DESIGN §8).
+        a run to one metadata call in total (docs/architecture.md §8).
         """
         client = self.client
         catalog_schema = self._catalog_schema(MarketoLeadsStream.name)
@@ -195,7 +195,8 @@ class TapMarketoLeads(Tap):
         return schema if schema.get("properties") else None
 
 
-#: The console script (``[project.scripts]``): the SDK command line, a fatal error as one line (DESIGN §9.5).
+#: The console script (``[project.scripts]``): the SDK command line, a fatal error as one line (docs/architecture.md
+#: §9.5).
 main = plugin_main(TapMarketoLeads)
 
 if __name__ == "__main__":

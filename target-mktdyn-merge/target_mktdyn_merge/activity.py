@@ -1,4 +1,4 @@
-"""The activity log (DESIGN §5): one record per decision, kept in the store and exportable as JSON lines."""
+"""The activity log (docs/architecture.md §5): one record per decision, kept in the store and exportable as JSON."""
 
 from __future__ import annotations
 

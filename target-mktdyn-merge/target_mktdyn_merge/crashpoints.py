@@ -1,4 +1,4 @@
-"""Named points where a test may kill the target with SIGKILL, to prove crash safety (DESIGN §4).
+"""Named points where a test may kill the target with SIGKILL, to prove crash safety (docs/architecture.md §4).
 
 ``MKTDYN_CRASH_AT=<point>[:<n>]`` kills the process the n-th time (default first) it reaches ``<point>``.
 Unset (always, outside tests), a crash point costs one dictionary lookup.

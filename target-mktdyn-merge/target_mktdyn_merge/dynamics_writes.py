@@ -2,8 +2,8 @@
 
 Each update carries the ETag staged at extraction; a 412 means the row moved since, so the row is re-read,
 the pair re-merged once with the fresh values, and the write sent again with the new ETag, or deferred to the
-next run if it loses again (DESIGN §4). Creates ask for the stored row back (``return=representation``), which
-becomes the baseline; a create whose answer was lost is resolved by looking the email up, never re-sent blind, and
+next run if it loses again (docs/architecture.md §4). Creates ask for the stored row back (``return=representation``),
+which becomes the baseline; a create whose answer was lost is resolved by looking the email up, never re-sent blind, and
 a create whose email a lead or contact already has (one the store has not seen yet) is not sent at all.
 """
 
@@ -93,8 +93,8 @@ class DynamicsWriter:
         The planner creates a lead only when no staged row has the person's email, but the store may not have
         seen that row yet: an extraction cut short (Meltano still ends the merging leg's input and the merge
         runs on what was staged), or a row created since. Dataverse does not refuse a duplicate email as
-        Marketo does (1005), so the create path asks first (DESIGN §4: an existing lead or contact is linked,
-        never duplicated). The create is superseded; the next extraction stages the row and the planner links
+        Marketo does (1005), so the create path asks first (docs/architecture.md §4: an existing lead or contact is
+        linked, never duplicated). The create is superseded; the next extraction stages the row and the planner links
         it by its usual rules (a contact before a lead; no guess among several).
         """
         creates = [e for e in entries if e.action == "create" and e.status != "sent" and e.payload.get("emailaddress1")]

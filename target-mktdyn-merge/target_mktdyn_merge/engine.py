@@ -1,7 +1,7 @@
 """The merging invocation: read both systems' metadata, check the configuration, plan, write back, report.
 
-Exit codes (DESIGN §9.5): record-level outcomes (validation failures, rejected writes, skips) exit 0 and are
-reported, up to ``max_record_failures``; configuration, authentication, quota and store errors exit non-zero
+Exit codes (docs/architecture.md §9.5): record-level outcomes (validation failures, rejected writes, skips) exit 0 and
+are reported, up to ``max_record_failures``; configuration, authentication, quota and store errors exit non-zero
 with a one-line reason naming the setting or the API code.
 """
 

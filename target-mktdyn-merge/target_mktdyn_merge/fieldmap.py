@@ -1,6 +1,6 @@
 """Which Marketo field pairs with which Dynamics column, per entity, and how values flow between them.
 
-DESIGN §1: "a field map in the target pairs Marketo fields with Dynamics columns per entity (sensible
+docs/architecture.md §1: "a field map in the target pairs Marketo fields with Dynamics columns per entity (sensible
 default map; overridable)", and "authority and direction can be overridden per field in config". This
 module holds the map's types, the default map, the parser of the target's ``field_map`` setting and a
 metadata check. It is pure: the metadata to check against is passed in.
@@ -147,7 +147,8 @@ def _shared_rules() -> tuple[FieldRule, ...]:
 DEFAULT_FIELD_MAP = FieldMap(
     lead=(
         *_shared_rules(),
-        # DESIGN §4: company fields are not writable through Marketo's leads API, so Dynamics → Marketo only.
+        # docs/architecture.md §4: company fields are not writable through Marketo's leads API, so Dynamics → Marketo
+        # only.
         FieldRule("company", "companyname", "string", direction="to_marketo"),
     ),
     contact=_shared_rules(),

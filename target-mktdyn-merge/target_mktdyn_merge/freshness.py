@@ -1,4 +1,4 @@
-"""Re-read records written since they were extracted, before the merge compares them (DESIGN §10).
+"""Re-read records written since they were extracted, before the merge compares them (docs/architecture.md §10).
 
 "No run writes from data older than what the store confirmed." Two runs overlap on one store (two workers,
 a retry, a manual run): the second one's taps may extract a record *before* the first one writes it back,

@@ -1,4 +1,4 @@
-"""The store's write lock: one run at a time merges and writes back (DESIGN §7).
+"""The store's write lock: one run at a time merges and writes back (docs/architecture.md §7).
 
 Meltano refuses to start a job whose state id is already running, but only with a shared state backend and
 only for the same job name; a second scheduler, a manual run or a retried task gets past it. The store is

@@ -1,4 +1,4 @@
-"""Each person-level outcome as a custom activity in the person's Marketo activity log (DESIGN §5).
+"""Each person-level outcome as a custom activity in the person's Marketo activity log (docs/architecture.md §5).
 
 Marketo's custom activities are write-once, so a post whose answer was lost is never simply re-sent: every
 activity carries its activity-log id (``activityKey``), and an entry left in doubt is looked up in the

@@ -2,7 +2,7 @@
 
 Marketo has no conditional update, so the persons about to be updated are re-read (300 per call) right
 before writing; a person that moved since extraction is re-merged with its fresh values first, so a Marketo
-user's edit made between extraction and write-back is never overwritten (DESIGN §4). A create whose answer
+user's edit made between extraction and write-back is never overwritten (docs/architecture.md §4). A create whose answer
 was lost, or that Marketo refuses because the email exists (1005), is resolved by looking the email up.
 
 Marketo acknowledges a write it partly ignored ("updated" for a person whose company field or locked field

@@ -1,4 +1,4 @@
-"""Which Dynamics lead or contact a Marketo person pairs with (DESIGN §4), and the reverse view.
+"""Which Dynamics lead or contact a Marketo person pairs with (docs/architecture.md §4), and the reverse view.
 
 Matching order for a person: the existing link; a contact whose ``originatingleadid`` is the linked lead
 (the lead was qualified: the pair moves to the contact and authority switches to Dynamics); the normalized

@@ -1,6 +1,6 @@
 """The three-way, field-by-field merge of one Marketo person with its Dynamics lead or contact.
 
-DESIGN §4, per field, after normalization: equal → in sync; only Marketo changed since the baseline → to
+docs/architecture.md §4, per field, after normalization: equal → in sync; only Marketo changed since the baseline → to
 Dynamics; only Dynamics changed → to Marketo; both changed (or no baseline yet and the values differ) → a
 *collision*, which the authority decides (Marketo for leads, Dynamics for contacts, or a per-field
 override); on a first link a blank never overwrites a value; a side never receives a field it cannot
@@ -56,7 +56,9 @@ _SIDE_NAME: Mapping[str, str] = {"marketo": "Marketo", "dynamics": "Dynamics"}
 FIRST_LINK_BLANK_RULE = "first link: a blank never overwrites a value"
 NO_BASELINE_BLANK_RULE = "no baseline for this field: a blank never overwrites a value"
 CREATE_PATH_BLANK_RULE = "first link on the create path: a blank is filled from the other side"
-CREATE_PATH_KEPT_RULE = "first link on the create path: each side keeps its value (DESIGN §10); later changes flow"
+CREATE_PATH_KEPT_RULE = (
+    "first link on the create path: each side keeps its value (docs/architecture.md §10); later changes flow"
+)
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class PairInput:
         guards: Marketo field name → ping-pong guard state from the previous runs.
         create_path: The first link was made on the create path (a person asked for a Dynamics lead, the
             "Sync Person to Microsoft" analogue, and one already existed): with ``first_link``, blanks are
-            filled from the other side and differing values are ``kept``, never overwritten (DESIGN §10).
+            filled from the other side and differing values are ``kept``, never overwritten (docs/architecture.md §10).
         authority_override: The pair's authority when it differs from the entity's default (a lead
             qualified into a contact: Dynamics). Per-field rule authorities still take precedence.
         guard_policy: The ping-pong rule's parameters.

@@ -1,7 +1,7 @@
 """Both systems' field metadata, read once per run through their clients.
 
-The merge needs to know what each side can write (read-only fields are never sent, DESIGN §4), how Dynamics
-option values map to Marketo's labels, and the types the field map is checked against.
+The merge needs to know what each side can write (read-only fields are never sent, docs/architecture.md §4), how
+Dynamics option values map to Marketo's labels, and the types the field map is checked against.
 
 What Marketo lets ``leads.json`` write comes from Marketo itself, never from a list of ours: describe's
 ``readOnly`` (never writable) and describe2's ``updateable`` (false also for company fields, which an update

@@ -1,7 +1,7 @@
 """Canonical values for comparing a Marketo field with a Dynamics column, and native values for writing.
 
 The merge compares the two systems' values only after both are turned into one *canonical* form per kind
-(DESIGN §4: trim strings, canonical dates/numbers, option-set value⇄label map), because the systems store
+(docs/architecture.md §4: trim strings, canonical dates/numbers, option-set value⇄label map), because the systems store
 the same fact differently: Marketo writes ``"Web"`` where Dynamics stores ``8``, Dynamics answers
 ``2024-01-05T17:30:00Z`` where the Singer SDK hands the sink a ``datetime``. Canonical values are plain JSON
 types (``str``, ``int``, ``bool``, ``None``) so the store can keep them as the baseline unchanged.
@@ -102,7 +102,7 @@ def canonical(kind: Kind | str, value: object, options: OptionSet | None = None)
       ``None``. Phones and URLs are not reformatted: that would be lossy, and equal-looking values that
       differ only in formatting are left to the per-side baseline (a *stable* divergence, not a write).
     - ``text``: as string, with CRLF and bare CR read as LF (Marketo exports carry bare CRs).
-    - ``email``: trimmed and case-folded (DESIGN §4's normalized email).
+    - ``email``: trimmed and case-folded (docs/architecture.md §4's normalized email).
     - ``boolean``: ``True``/``False``; accepts bools, ``"true"``/``"false"`` (and yes/no, t/f), ``1``/``0``.
       **``None`` is ``False``**: an unset Marketo boolean and an unset Dynamics two-option both display
       as "No", Marketo's bulk export writes unset booleans as ``null``, and Dynamics two-options default to
@@ -231,8 +231,8 @@ def _native(kind: str, value: object) -> Any:
         return _text(value)  # the matching key keeps its case; edge spaces are not part of an address
     if kind in {"string", "phone", "url", "text"}:
         # The source's own spelling, byte for byte (edge spaces, a trailing CR): canonical forms are for
-        # comparing only (DESIGN §10, values arrive byte-exact). Only a blank value (empty or whitespace) is
-        # written as no value: Marketo has no empty string.
+        # comparing only (docs/architecture.md §10, values arrive byte-exact). Only a blank value (empty or whitespace)
+        # is written as no value: Marketo has no empty string.
         text = value if isinstance(value, str) else str(value)
         return text if text.strip() else None
     if kind == "integer":

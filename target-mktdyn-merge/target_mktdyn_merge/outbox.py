@@ -1,4 +1,4 @@
-"""The outbox: every write is planned in the store before it is sent and confirmed after (DESIGN §4).
+"""The outbox: every write is planned in the store before it is sent and confirmed after (docs/architecture.md §4).
 
 A dry run plans with status ``dry_run``: the report shows exactly what would be written, and nothing is.
 """

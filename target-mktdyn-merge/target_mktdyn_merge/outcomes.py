@@ -1,7 +1,7 @@
 """What happens in the store when a write is confirmed, rejected or in doubt.
 
-A confirmed write moves the pair's baseline to what the system stored (DESIGN §4: the baseline is what each
-system stored, not what we sent), creates the pair of a record just created, and logs the activity the plan
+A confirmed write moves the pair's baseline to what the system stored (docs/architecture.md §4: the baseline is what
+each system stored, not what we sent), creates the pair of a record just created, and logs the activity the plan
 attached to the write. A rejected write stays owed and is retried after a backoff or replaced when its inputs
 change. Every transition is one transaction; the outcomes of one API call share one (:meth:`Outcomes.batch`).
 """

@@ -197,7 +197,8 @@ class Planner:
         self.lookups = _Lookups(store)
         #: Option sets per entity, built once (rebuilding them from the metadata for every pair cost ~5%).
         self.options = {entity: settings.metadata.options(entity) for entity in ENTITIES}
-        #: No real merge has succeeded before: first links are the initial sync's and keep DESIGN §4's rule.
+        #: No real merge has succeeded before: first links are the initial sync's and keep docs/architecture.md §4's
+        #: rule.
         self.initial_sync = not _merged_before(store, settings.run_id)
 
     # -- entry point ----------------------------------------------------------------------------

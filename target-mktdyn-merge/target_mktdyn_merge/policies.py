@@ -1,4 +1,4 @@
-"""Create and delete decisions (DESIGN §1, §4): pure functions of the settings and the records.
+"""Create and delete decisions (docs/architecture.md §1, §4): pure functions of the settings and the records.
 
 - A Marketo person with no Dynamics lead/contact is created in Dynamics as a *lead* per
   ``create_in_dynamics``: ``never``, ``flagged`` (default: only when the Marketo boolean named by
@@ -133,7 +133,7 @@ class SubjectTemplateError(ValueError):
 
 @dataclass(frozen=True)
 class SyncPolicy:
-    """The create/delete settings of the target, with DESIGN's defaults.
+    """The create/delete settings of the target, with the defaults docs/architecture.md §9.4 names.
 
     Attributes:
         create_in_dynamics: never | flagged | always.
@@ -233,8 +233,8 @@ def decide_create_in_dynamics(
 def asked_for_dynamics_lead(person_fields: Mapping[str, Any], policy: SyncPolicy) -> bool:
     """Whether the person asks for a Dynamics lead under ``create_in_dynamics=flagged`` (its flag is true).
 
-    Such a person's first link to a lead or contact that already exists is on the *create path* (DESIGN §10):
-    the original "Sync Person to Microsoft" does nothing to an existing lead, so the link fills blanks and
+    Such a person's first link to a lead or contact that already exists is on the *create path* (docs/architecture.md
+    §10): the original "Sync Person to Microsoft" does nothing to an existing lead, so the link fills blanks and
     reports differences instead of letting the authority overwrite them.
     """
     if policy.create_in_dynamics != "flagged":

@@ -1,4 +1,4 @@
-"""Key reconciliation, bounded and confirmed (DESIGN §4, §10: "Losses and mass changes stop").
+"""Key reconciliation, bounded and confirmed (docs/architecture.md §4, §10: "Losses and mass changes stop").
 
 A full extraction (closed by ACTIVATE_VERSION) that did not return a staged record says the record is gone.
 It can also be wrong: a full re-read by an application user whose security role now sees fewer rows, or a

@@ -1,6 +1,6 @@
 """The end-of-run report: counts per action and direction, collisions, failures, pending writes.
 
-Written to stderr by the target (stdout belongs to Singer STATE, DESIGN §8) and to stdout by
+Written to stderr by the target (stdout belongs to Singer STATE, docs/architecture.md §8) and to stdout by
 ``mktdyn report``.
 """
 

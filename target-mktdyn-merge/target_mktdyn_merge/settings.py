@@ -1,4 +1,4 @@
-"""The target's settings (DESIGN §9.4), declared once; ``target.py`` exposes them as config_jsonschema."""
+"""The target's settings (docs/architecture.md §9.4), declared once; ``target.py`` exposes them as config_jsonschema."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ class StagingSink(BatchSink):
         self._datelike_of: dict[str, Any] | None = None
         self._datelike: dict[str, Any] = {}
         # The SCHEMA carries only the properties the tap's catalog selects, and comes with every extraction (even
-        # one with no record): recorded now, a deselected field is unknown to the merge at once (DESIGN §10).
+        # one with no record): recorded now, a deselected field is unknown to the merge at once (docs/architecture.md
+        # §10).
         self.owner.store.record_selection(self.stream_name, self.schema.get("properties") or {})
 
     def get_validator(self) -> Any:
@@ -57,7 +58,7 @@ class StagingSink(BatchSink):
 
     @property
     def include_sdc_metadata_properties(self) -> bool:
-        """Always keep ``_sdc_deleted_at``: without it the SDK strips the delete marker (DESIGN §9.3)."""
+        """Always keep ``_sdc_deleted_at``: without it the SDK strips the delete marker (docs/architecture.md §9.3)."""
         return True
 
     def activate_version(self, new_version: int) -> None:

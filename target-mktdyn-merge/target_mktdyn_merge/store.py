@@ -1,6 +1,6 @@
 """The durable store: connection, migrations, runs and staging (SQLAlchemy Core; SQLite or PostgreSQL).
 
-Staging is idempotent (DESIGN §4): the newest version of a record wins by (source timestamp, arrival
+Staging is idempotent (docs/architecture.md §4): the newest version of a record wins by (source timestamp, arrival
 order), a replayed record changes nothing, and a field the tap did not send stays unknown. Only a real
 change of content moves a record's ``changed_seq``, which is how the merge finds what to look at.
 """
@@ -54,7 +54,7 @@ def new_run_id() -> str:
 
 
 def default_store_url() -> str:
-    """``sqlite:///<MELTANO_PROJECT_ROOT or cwd>/.mktdyn/store.db`` (DESIGN §9.5)."""
+    """``sqlite:///<MELTANO_PROJECT_ROOT or cwd>/.mktdyn/store.db`` (docs/architecture.md §9.5)."""
     root = Path(os.environ.get("MELTANO_PROJECT_ROOT") or os.getcwd())
     return f"sqlite:///{root / '.mktdyn' / 'store.db'}"
 
@@ -263,7 +263,7 @@ class Store:
             started = self._run_starts[run_id] = str(value or "")
         return started
 
-    # -- confirmed writes (DESIGN §10: no run writes from data older than what the store confirmed) -----------
+    # -- confirmed writes (docs/architecture.md §10: no run writes from data older than what the store confirmed) ------
     def stale_records(self, stream: str) -> list[str]:
         """Records of ``stream`` written (and confirmed) since the extraction that staged them started.
 
@@ -471,7 +471,7 @@ class Store:
         return candidates, total
 
     def mark_deleted(self, stream: str, record_ids: Iterable[str], run_id: str) -> int:
-        """Mark live staged records deleted (key reconciliation, DESIGN §4); return how many were.
+        """Mark live staged records deleted (key reconciliation, docs/architecture.md §4); return how many were.
 
         The delete keeps the record's source timestamp, so if the record is returned again later (the
         extraction was not really full) the newer arrival brings it back.
@@ -496,7 +496,7 @@ class Store:
                 marked += int(result.rowcount or 0)
         return marked
 
-    # -- what the store has seen of each stream (DESIGN §10: a store that does not match the bookmarks) --------
+    # -- what the store has seen of each stream (docs/architecture.md §10: a store that does not match the bookmarks) --
     def mark_full_extraction(self, stream: str) -> None:
         """Remember that a full extraction of ``stream`` was staged here (a ``counters`` row: no migration)."""
         name = f"full:{stream}"

@@ -46,7 +46,7 @@ staged = sa.Table(
     sa.Column("staged_run", sa.String(64), nullable=False),
     sa.Column("changed_seq", sa.BigInteger, nullable=False, index=True),  # moves only when content changed
     sa.Column("merged_seq", sa.BigInteger, nullable=False, server_default="0"),
-    # The version of the last full extraction that returned this record (key reconciliation, DESIGN §4).
+    # The version of the last full extraction that returned this record (key reconciliation, docs/architecture.md §4).
     sa.Column("seen_version", sa.BigInteger),
 )
 
@@ -136,7 +136,8 @@ tombstones = sa.Table(
 )
 
 # The properties each stream's current catalog selects, from the SCHEMA message of its last extraction: a staged
-# field outside them is unknown to the merge, even in a record staged before the selection changed (DESIGN §10).
+# field outside them is unknown to the merge, even in a record staged before the selection changed
+# (docs/architecture.md §10).
 stream_properties = sa.Table(
     "stream_properties",
     metadata,
@@ -145,7 +146,7 @@ stream_properties = sa.Table(
 )
 
 # A write the system confirmed, per record, until an extraction that started after it has staged the record
-# (DESIGN §10: no run writes from data older than what the store confirmed). A staged version of a record
+# (docs/architecture.md §10: no run writes from data older than what the store confirmed). A staged version of a record
 # listed here may predate the write, so the merge re-reads the record before it compares.
 confirmed_writes = sa.Table(
     "confirmed_writes",

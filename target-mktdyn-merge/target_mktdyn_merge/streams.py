@@ -1,4 +1,4 @@
-"""The streams the target accepts and what it needs to know about each (DESIGN §9.3)."""
+"""The streams the target accepts and what it needs to know about each (docs/architecture.md §9.3)."""
 
 from __future__ import annotations
 

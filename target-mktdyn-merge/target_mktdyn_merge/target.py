@@ -52,7 +52,7 @@ class TargetMktdynMerge(Target):
 
     @property
     def run_id(self) -> str:
-        """The run id of this invocation; the merging invocation owns the job's run id (DESIGN §9.5)."""
+        """The run id of this invocation; the merging invocation owns the job's run id (docs/architecture.md §9.5)."""
         if self._run_id is None:
             mode = (
                 "stage"
@@ -79,7 +79,7 @@ class TargetMktdynMerge(Target):
         super()._process_state_message(message_dict)
 
     def check_store_matches_bookmarks(self) -> None:
-        """Refuse an incremental extraction into a store that never staged the stream in full (DESIGN §10).
+        """Refuse an incremental extraction into a store that never staged the stream in full (architecture §10).
 
         Meltano keeps the taps' bookmarks; the store keeps what they extracted. With the store deleted or
         replaced (and the bookmarks kept) a tap extracts only recent changes, and a merge from that would know
@@ -101,7 +101,7 @@ class TargetMktdynMerge(Target):
             )
 
     def refuse_input(self, error: SingerInputError) -> None:
-        """Stop on malformed Singer input with one line naming where it is wrong (DESIGN §9.5).
+        """Stop on malformed Singer input with one line naming where it is wrong (docs/architecture.md §9.5).
 
         What earlier batches staged stays (each batch is one transaction, and its STATE was emitted only
         after it committed); the run is closed as failed so ``mktdyn report`` says why.
@@ -109,7 +109,7 @@ class TargetMktdynMerge(Target):
         self.stop(str(error), error)
 
     def stop(self, reason: str, cause: BaseException | None) -> NoReturn:
-        """End the run with one line on stderr (DESIGN §9.5), closing it as failed in the store when possible.
+        """End the run with one line on stderr (architecture §9.5), closing it as failed in the store if possible.
 
         The line is the exit message alone (no ERROR log line repeating it); a store that cannot record the
         failure (it is what failed) does not replace the reason with a second error.
@@ -125,7 +125,7 @@ class TargetMktdynMerge(Target):
         """Drain (commit, then STATE), then merge when this invocation is the merging one.
 
         Staging needs no lock (it is idempotent and each batch is one transaction); the merge and its
-        writes hold the store's write lock, so two runs never write at once (DESIGN §7).
+        writes hold the store's write lock, so two runs never write at once (docs/architecture.md §7).
         """
         try:
             super().process_endofpipe()
@@ -151,7 +151,7 @@ class TargetMktdynMerge(Target):
 
 
 #: The console script (``[project.scripts]``): the SDK command line; a store, configuration or API error ends the
-#: run with one line naming the setting or the API's code (DESIGN §9.5), never a traceback.
+#: run with one line naming the setting or the API's code (docs/architecture.md §9.5), never a traceback.
 main = plugin_main(TargetMktdynMerge)
 
 if __name__ == "__main__":

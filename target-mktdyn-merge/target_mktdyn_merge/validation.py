@@ -1,6 +1,6 @@
 """Pre-write validation: every payload bound for Dynamics or Marketo is checked before it is sent.
 
-Why this exists (DESIGN §1, §8): Dataverse enforces only ``SystemRequired`` columns and *silently ignores*
+Why this exists (docs/architecture.md §1, §8): Dataverse enforces only ``SystemRequired`` columns and *silently ignores*
 values for columns that are not valid for the operation, so a payload that "succeeds" may not have written
 what the merge decided; Marketo likewise drops read-only and company fields on update and skips whole records
 for a non-ASCII email. Checking first means a value either system would reject or ignore is never sent, and

@@ -1,4 +1,4 @@
-"""JSON-safe values: the SDK hands sinks ``datetime`` objects for date-time strings (DESIGN §8)."""
+"""JSON-safe values: the SDK hands sinks ``datetime`` objects for date-time strings (docs/architecture.md §8)."""
 
 from __future__ import annotations
 

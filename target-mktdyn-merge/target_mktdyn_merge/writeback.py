@@ -1,6 +1,6 @@
 """The write phase: send every owed write to both systems, page by page, and record the outcomes.
 
-Writes come from the outbox, where planning put them before anything was sent (DESIGN §4, crash safety):
+Writes come from the outbox, where planning put them before anything was sent (docs/architecture.md §4, crash safety):
 this run's plans, writes a crashed run left in doubt, and rejected writes whose retry time has come.
 """
 

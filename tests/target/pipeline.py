@@ -114,7 +114,7 @@ class Pipeline:
             )
         states = [line for line in result.stdout.splitlines() if line.strip()]
         for line in states:
-            json.loads(line)  # stdout must hold nothing but state (DESIGN §8)
+            json.loads(line)  # stdout must hold nothing but state (docs/architecture.md §8)
         if states:
             self.states[tap] = states[-1]
         return result

@@ -23,7 +23,7 @@ import pytest
 from tests.target.matrix import FULL, FULL_ONLY, Reference, assert_same_end_state, twin
 from tests.target.worlds import World
 
-#: (leg whose process is killed, crash point[:n]); the legs are ``stage`` and ``merge`` (DESIGN §9.5).
+#: (leg whose process is killed, crash point[:n]); the legs are ``stage`` and ``merge`` (docs/architecture.md §9.5).
 #: CI runs the first two: a staging leg killed between commit and STATE, a merge killed between two batches.
 CRASHES: list[tuple[str, str]] = [
     ("stage", "stage-after-commit"),

@@ -1,8 +1,8 @@
 """The merge in dry run through the real taps and the real target CLI against the sandbox (issue 6).
 
 One sandbox per store backend (SQLite, PostgreSQL): an initial sync links pairs, then users of both products
-edit, and a second sync must plan exactly the writes DESIGN's rules call for, while nothing at all is written
-to either system.
+edit, and a second sync must plan exactly the writes the merge rules (docs/architecture.md §4) call for, while nothing
+at all is written to either system.
 """
 
 from __future__ import annotations

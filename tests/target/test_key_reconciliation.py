@@ -1,4 +1,4 @@
-"""Key reconciliation: deletes missed while a delta token expired are found by the full resync (DESIGN §3, §4)."""
+"""Key reconciliation: deletes missed while a delta token expired are found by the full resync (architecture §3, §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Matching a Marketo person with a Dynamics lead or contact (DESIGN §4), and the reverse view."""
+"""Matching a Marketo person with a Dynamics lead or contact (docs/architecture.md §4), and the reverse view."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The three-way merge, case by case, including every merge row of DESIGN §1's promise table."""
+"""The three-way merge, case by case, including every merge row of docs/architecture.md §1's promise table."""
 
 from __future__ import annotations
 
@@ -97,7 +97,8 @@ def check(case: Case) -> None:
 
 ANN = ("Ann", "Ann")
 
-# DESIGN §1 promise table, the rows the merge keeps (the others: test_policies, test_matching, test_fieldmap).
+# docs/architecture.md §1 promise table, the rows the merge keeps (the others: test_policies, test_matching,
+# test_fieldmap).
 PROMISE_CASES = [
     # "The sync is bidirectional: a change to a Dynamics lead/contact or to a Marketo person appears in both."
     Case(

@@ -1,4 +1,4 @@
-"""Two overlapping runs on one store never revert an edit (issue 22, item 1; DESIGN §10).
+"""Two overlapping runs on one store never revert an edit (issue 22, item 1; docs/architecture.md §10).
 
 Real concurrency, through the plugin CLIs as Meltano pipes them: run B's Marketo leg (``tap-marketo-leads |
 target-mktdyn-merge``, two processes) starts while run A is mid-run, and its bulk export captures the persons

@@ -1,4 +1,4 @@
-"""Create and delete policies (DESIGN §1 rows "Deletes do not always sync" and "Sync Person to Microsoft")."""
+"""Create/delete policies (docs/architecture.md §1 rows "Deletes do not always sync", "Sync Person to Microsoft")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Key reconciliation is bounded and confirmed by a direct read (issue 22, item 2; DESIGN §10).
+"""Key reconciliation is bounded and confirmed by a direct read (issue 22, item 2; docs/architecture.md §10).
 
 A full extraction of Dynamics leads is produced by the real tap (no state: it reads everything and closes the
 read with ACTIVATE_VERSION), then cut down as a security role that sees fewer rows would cut it, and fed to the

@@ -1,4 +1,4 @@
-"""The store's write lock (DESIGN §7): two runs never merge and write at once, on SQLite and PostgreSQL.
+"""The store's write lock (docs/architecture.md §7): two runs never merge and write at once, on SQLite and PostgreSQL.
 
 The process tests start real merging target processes against one store, straight from the CLI (so past
 Meltano's own same-state-id guard), against the sandbox slowed down so that a merge phase lasts seconds.

@@ -1,6 +1,6 @@
 """Write-back through the real taps and the real target CLI against the sandbox (issue 7).
 
-The sandbox's stored records are the oracle: after a sync, what each system holds must be what DESIGN's
+The sandbox's stored records are the oracle: after a sync, what each system holds must be what the merge
 rules say, and its counters must show exactly the writes the rules call for.
 """
 

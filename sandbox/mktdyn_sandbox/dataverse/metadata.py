@@ -4,7 +4,7 @@ One declaration drives everything else: write validation (types, MaxLength, opti
 IsValidForCreate/Update), what a row GET returns (IsValidForRead, lookups as ``_x_value``), the
 ``EntityDefinitions`` answers (reference §4.1, with the ``@odata.type`` casts clients need for
 type-specific properties), and the CSDL of ``$metadata``. Values follow the generated table reference
-(reference §2.4); ``new_*``/``mkt_*`` columns are the custom ones DESIGN §9.2 promises.
+(reference §2.4); ``new_*``/``mkt_*`` columns are the custom ones docs/architecture.md §9.2 promises.
 """
 
 from __future__ import annotations

@@ -171,7 +171,7 @@ CATALOGUE: tuple[FieldSpec, ...] = (
     _spec(131, "updatedAt", "Updated At", "datetime", "ro"),
     _spec(132, "mktoAcquisitionDate", "Acquisition Date", "datetime"),
     _spec(140, "urgency", "Urgency", "float"),
-    # custom fields of this integration (DESIGN §9.2)
+    # custom fields of this integration (docs/architecture.md §9.2)
     _spec(10001, "syncToDynamics", "Sync to Dynamics", "boolean", "custom"),
     _spec(10002, "deletedInDynamics", "Deleted in Dynamics", "boolean", "custom"),
     _spec(10003, "dynamicsLeadId", "Dynamics Lead Id", "string", "custom", "search", length=36),
