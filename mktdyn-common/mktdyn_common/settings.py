@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from singer_sdk import typing as th
+
 #: A non-negative decimal number such as ``0.5`` or ``30``.
 DECIMAL_TEXT = r"^\s*[0-9]+(\.[0-9]+)?\s*$"
 
@@ -18,3 +20,16 @@ def number_setting() -> dict[str, Any]:
     any other text out, with the setting named by the SDK's validation.
     """
     return {"type": ["number", "string"], "pattern": DECIMAL_TEXT}  # a pattern applies to strings only
+
+
+def proxy_property() -> th.Property[Any]:
+    """The ``proxy`` setting, the same in both taps (the target mirrors it as ``marketo_``/``dynamics_proxy``)."""
+    return th.Property(
+        "proxy",
+        th.StringType,
+        secret=True,
+        title="HTTPS proxy",
+        description="URL of the HTTP(S) proxy for this connection, e.g. http://proxy.example.com:3128 "
+        "(credentials in the URL are kept out of logs); empty uses HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the "
+        "environment. HTTPS is tunnelled and still verified against ca_bundle.",
+    )

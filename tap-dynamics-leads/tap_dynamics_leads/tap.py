@@ -5,7 +5,7 @@ from __future__ import annotations
 from mktdyn_common.cli import plugin_main
 from mktdyn_common.errors import ConfigurationError
 from mktdyn_common.redact import protect_secrets
-from mktdyn_common.settings import number_setting
+from mktdyn_common.settings import number_setting, proxy_property
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -107,15 +107,7 @@ class TapDynamicsLeads(Tap):
             title="CA bundle",
             description="PEM file of extra certificate authorities to trust (the sandbox's CA).",
         ),
-        th.Property(
-            "proxy",
-            th.StringType,
-            secret=True,
-            title="HTTPS proxy",
-            description="URL of the HTTP(S) proxy for this connection, e.g. http://proxy.example.com:3128 "
-            "(credentials in the URL are kept out of logs); empty uses HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the "
-            "environment. HTTPS is tunnelled and still verified against ca_bundle.",
-        ),
+        proxy_property(),
         th.Property(
             "request_timeout",
             th.CustomType(number_setting()),

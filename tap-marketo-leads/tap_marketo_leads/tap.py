@@ -7,7 +7,7 @@ from typing import Any
 from mktdyn_common.cli import plugin_main
 from mktdyn_common.errors import ConfigurationError
 from mktdyn_common.redact import protect_secrets
-from mktdyn_common.settings import number_setting
+from mktdyn_common.settings import number_setting, proxy_property
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -65,15 +65,7 @@ class TapMarketoLeads(Tap):
             description="PEM file of extra certificate authorities to trust (the sandbox's CA); "
             "empty uses the system store.",
         ),
-        th.Property(
-            "proxy",
-            th.StringType,
-            secret=True,
-            title="HTTPS proxy",
-            description="URL of the HTTP(S) proxy for this connection, e.g. http://proxy.example.com:3128 "
-            "(credentials in the URL are kept out of logs); empty uses HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the "
-            "environment. HTTPS is tunnelled and still verified against ca_bundle.",
-        ),
+        proxy_property(),
         th.Property(
             "request_timeout",
             th.CustomType(number_setting()),
@@ -123,7 +115,7 @@ class TapMarketoLeads(Tap):
         ),
         th.Property(
             "export_daily_allowance_mb",
-            th.NumberType,
+            th.CustomType(number_setting()),
             default=500,
             title="Daily export allowance (MB)",
             description="The subscription's daily bulk export allowance, to judge the first extraction's "
