@@ -94,5 +94,9 @@ def test_the_sync_job_keeps_state_runs_incrementally_and_reports_what_it_wrote(
         report = meltano(env, "invoke", "mktdyn", "report").stdout
         assert re.search(r"^updated\s+to_dynamics\s+1$", report, re.MULTILINE)
         assert re.search(r"^updated\s+to_marketo\s+1$", report, re.MULTILINE)
+
+        # What the log says is what both systems hold: `mktdyn verify` reads both (exit 1 on drift).
+        verified = meltano(env, "invoke", "mktdyn", "verify").stdout
+        assert re.search(r"^verify: \d+ pair\(s\), .* 0 drift$", verified, re.MULTILINE), verified
     finally:
         admin.close()

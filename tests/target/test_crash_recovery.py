@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.target.worlds import World, activity_keys, snapshot
+from tests.target.worlds import World, activity_keys, drift_problems, snapshot
 
 
 def edit(world: World, pairs: list[dict[str, Any]]) -> None:
@@ -87,6 +87,7 @@ def check_crash_recovery(tmp_path: Path, points: tuple[str, str], store_url: str
         twin.reset_stats()
         twin.sync()
         assert twin.writes() == (0, 0)
+        assert drift_problems(twin) == []  # what the log says is what both systems hold
     finally:
         reference.close()
         twin.close()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from target_mktdyn_merge.activity import iter_activities
 
-from tests.target.worlds import World
+from tests.target.worlds import World, drift_problems
 
 RACED_LEAD = "raced.lead@person.example"
 RACED_PERSON = "raced.person@contact.example"
@@ -68,6 +68,7 @@ def raced(world: World) -> dict[str, Any]:
     world.sync(counterparts_appear)
     made["log"] = world.pipeline.activities()
     world.settle()
+    assert drift_problems(world) == []  # what the log says is what both systems hold
     return made
 
 

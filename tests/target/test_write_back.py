@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.target.worlds import World
+from tests.target.worlds import World, drift_problems
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +169,7 @@ def test_then_a_second_sync_makes_zero_write_calls(world: World, edited: dict[st
     world.reset_stats()
     world.sync()
     assert world.writes() == (0, 0)
+    assert drift_problems(world) == []  # and what the log says is what both systems hold
 
 
 @pytest.mark.parametrize(
