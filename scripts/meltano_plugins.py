@@ -39,10 +39,10 @@ def _fingerprint() -> str:
 
 
 def _venvs_present() -> bool:
-    """Every plugin with its own pip_url has its virtualenv (someone may have deleted one)."""
+    """Every plugin with its own pip_url has its virtualenv and executable (an install may have been cut short)."""
     project = yaml.safe_load((ROOT / "meltano.yml").read_text())
     return all(
-        (SYS_DIR / plugin_type / plugin["name"] / "venv" / "bin" / "python").exists()
+        (SYS_DIR / plugin_type / plugin["name"] / "venv" / "bin" / plugin.get("executable", plugin["name"])).exists()
         for plugin_type, group in project["plugins"].items()
         for plugin in group
         if plugin.get("pip_url") and "inherit_from" not in plugin

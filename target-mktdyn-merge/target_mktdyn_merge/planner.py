@@ -17,6 +17,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -197,9 +198,10 @@ class Planner:
         self.lookups = _Lookups(store)
         #: Option sets per entity, built once (rebuilding them from the metadata for every pair cost ~5%).
         self.options = {entity: settings.metadata.options(entity) for entity in ENTITIES}
-        #: No real merge has succeeded before: first links are the initial sync's and keep docs/architecture.md §4's
-        #: rule.
-        self.initial_sync = not _merged_before(store, settings.run_id)
+        #: When the first real merge that succeeded started (None: this is the initial sync). First links of
+        #: persons that existed by then are the initial sync's and keep docs/architecture.md §4's rule, even
+        #: when they are made in a later run (an initial sync cut short, a person staged late).
+        self.initial_sync_started = _first_merge_started(store, settings.run_id)
 
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> Counter[str]:
@@ -491,10 +493,10 @@ class Planner:
     def _merge(self, person: StagedRecord, row: StagedRecord, pair: Pair, batch: _Batch) -> None:
         """Field-by-field merge of a linked pair; plan the writes it calls for."""
         settings = self.settings
-        # A first link after the initial sync, for a person who asked for a Dynamics lead: the create path.
+        # A first link for a person created since the initial sync who asked for a Dynamics lead: the create path.
         create_path = (
             not pair.first_merge_done
-            and not self.initial_sync
+            and _created_since(person.fields.get("createdAt"), self.initial_sync_started)
             and asked_for_dynamics_lead(person.fields, settings.policy)
         )
         result = merge(self.merge_context, pair, person.fields, row.fields, create_path=create_path)
@@ -708,16 +710,37 @@ class Planner:
         )
 
 
-def _merged_before(store: Store, run_id: str) -> bool:
-    """Whether a real merge run other than ``run_id`` has succeeded (this is not the initial sync)."""
+def _first_merge_started(store: Store, run_id: str) -> str | None:
+    """When the first real merge run other than ``run_id`` that succeeded started (None: none has)."""
     runs = tables.runs
     with store.transaction() as connection:
-        found = connection.execute(
-            sa.select(runs.c.run_id)
-            .where(runs.c.mode == "merge", runs.c.status == "succeeded", runs.c.run_id != run_id)
-            .limit(1)
-        ).first()
-    return found is not None
+        started = connection.execute(
+            sa.select(sa.func.min(runs.c.started_at)).where(
+                runs.c.mode == "merge", runs.c.status == "succeeded", runs.c.run_id != run_id
+            )
+        ).scalar()
+    return str(started) if started is not None else None
+
+
+def _created_since(created_at: Any, initial_sync_started: str | None) -> bool:
+    """Whether a person was created after the initial sync started (so its first link is on the create path).
+
+    During the initial sync nothing is. A person whose ``createdAt`` is unknown (not selected, unreadable)
+    counts as new once an initial sync has succeeded, as the create path's rule is the one that overwrites
+    nothing.
+    """
+    if initial_sync_started is None:
+        return False
+    try:
+        created = datetime.fromisoformat(str(created_at))
+        started = datetime.fromisoformat(initial_sync_started)
+    except ValueError:
+        return True
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return created > started
 
 
 def merge_run_number(store: Store) -> int:

@@ -75,7 +75,7 @@ def meltano_config(environ: Mapping[str, str]) -> dict[str, Any]:
     authenticate; the output goes to this process only.
     """
     root = environ["MELTANO_PROJECT_ROOT"]
-    command = [_meltano_executable(environ)]
+    command = _meltano_command(environ)
     if environ.get("MELTANO_ENVIRONMENT"):
         command += ["--environment", environ["MELTANO_ENVIRONMENT"]]
     command += ["config", "--unsafe", "print", "--format", "json", TARGET_PLUGIN]
@@ -100,15 +100,38 @@ def meltano_config(environ: Mapping[str, str]) -> dict[str, Any]:
     return config
 
 
-def _meltano_executable(environ: Mapping[str, str]) -> str:
-    """Meltano next to this interpreter (one virtualenv), else the one on PATH."""
+def _meltano_command(environ: Mapping[str, str]) -> list[str]:
+    """The Meltano that invoked this command, else Meltano next to this interpreter, else the one on PATH.
+
+    Under ``meltano invoke mktdyn`` the utility runs in its own virtualenv (``meltano install``), where no
+    Meltano is installed and which the user's PATH need not reach (``.venv/bin/meltano invoke ...``); the
+    parent process is that Meltano, so its command line names it (Linux ``/proc``; elsewhere the fallbacks).
+    """
+    invoking = _invoking_meltano()
+    if invoking:
+        return invoking
     sibling = Path(sys.executable).parent / "meltano"
     if sibling.is_file():
-        return str(sibling)
+        return [str(sibling)]
     found = shutil.which("meltano", path=environ.get("PATH"))
     if found is None:
         raise MktdynError("cannot find the meltano executable to read the project's configuration; pass --config")
-    return found
+    return [found]
+
+
+def _invoking_meltano() -> list[str] | None:
+    """The parent process's Meltano command (``/path/meltano`` or ``python -m meltano``), if it is one."""
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:
+        return None
+    argv = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    for index, arg in enumerate(argv[:3]):
+        if Path(arg).name == "meltano" and Path(arg).is_file() and os.access(arg, os.X_OK):
+            return [arg]
+        if arg == "-m" and index + 1 < len(argv) and argv[index + 1] == "meltano":
+            return [argv[0], "-m", "meltano"]
+    return None
 
 
 def store_url(config: Mapping[str, Any]) -> str:

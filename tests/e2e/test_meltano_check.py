@@ -19,6 +19,7 @@ from mktdyn_sandbox.plugin_config import meltano_env
 from mktdyn_sandbox.sandbox import Sandbox
 
 from scripts.demo import ROOT
+from scripts.meltano_plugins import use_installed_plugins
 
 pytestmark = pytest.mark.e2e
 MELTANO = str(Path(sys.executable).parent / "meltano")
@@ -32,11 +33,16 @@ def project_with(tmp_path: Path, target_config: dict[str, Any]) -> Path:
     definition = yaml.safe_load((ROOT / "meltano.yml").read_text())
     target = next(p for p in definition["plugins"]["loaders"] if p["name"] == "target-mktdyn-merge")
     target["config"].update(target_config)
+    for group in definition["plugins"].values():  # the same install args as this project's, so Meltano never
+        for plugin in group:  # takes the shared virtualenvs for stale and reinstalls them from the copy
+            if "pip_url" in plugin:
+                plugin["pip_url"] = plugin["pip_url"].replace("${MELTANO_PROJECT_ROOT}", str(ROOT))
     (project / "meltano.yml").write_text(yaml.safe_dump(definition, sort_keys=False))
     return project
 
 
 def invoke(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    use_installed_plugins(Path(env["MELTANO_SYS_DIR_ROOT"]))  # the plugins `meltano install` installed once
     return subprocess.run(
         [MELTANO, "invoke", "mktdyn", *args], cwd=project, env=env, capture_output=True, text=True, timeout=600
     )
