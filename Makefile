@@ -35,7 +35,7 @@ test: lint typecheck unit
 # The whole fault and crash matrices (every fault kind alone, every crash point, more seeds); `make test` runs a subset.
 matrix: install
 	MKTDYN_FULL_MATRIX=1 $(BIN)/pytest $(PYTEST_ARGS) --durations=0 tests/target/test_fault_matrix.py \
-		tests/target/test_crash_matrix.py tests/target/test_crash_recovery.py
+		tests/target/test_crash_matrix.py tests/target/test_crash_recovery.py tests/target/test_convergence.py
 
 demo: install
 	$(BIN)/python -m scripts.demo

@@ -38,6 +38,7 @@ from target_mktdyn_merge.merge import (
 )
 from target_mktdyn_merge.normalize import canonical
 
+from tests.target.matrix import FULL_ONLY
 from tests.target.test_merge_properties import (
     DYNAMICS_VALUES,
     MARKETO_VALUES,
@@ -185,7 +186,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     world.close()
 
 
-@pytest.mark.parametrize("seed", [3, 17])
+@pytest.mark.parametrize("seed", [3, pytest.param(17, marks=FULL_ONLY)])
 def test_seeded_edits_on_both_sides_converge_end_to_end(world: World, seed: int) -> None:
     rng = random.Random(seed)
     leads, contacts = world.in_sync("lead"), world.in_sync("contact")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.target.matrix import FULL_ONLY
 from tests.target.worlds import World, activity_keys, drift_problems, snapshot
 
 
@@ -45,7 +46,7 @@ CRASHES = [
 
 @pytest.mark.parametrize(
     "points",
-    CRASHES,
+    [CRASHES[0], *(pytest.param(points, marks=FULL_ONLY) for points in CRASHES[1:])],
     ids=["after-dynamics-batch+after-marketo-update", "mid-plan+after-activities", "after-create+before-send"],
 )
 def test_killed_write_back_then_rerun_matches_an_uninterrupted_run(tmp_path: Path, points: tuple[str, str]) -> None:
