@@ -13,6 +13,7 @@ series of dry runs still sees every change, delete and planned write those dry r
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -496,8 +497,11 @@ class Planner:
         # A first link for a person created since the initial sync who asked for a Dynamics lead: the create path.
         create_path = (
             not pair.first_merge_done
-            and _created_since(person.fields.get("createdAt"), self.initial_sync_started)
             and asked_for_dynamics_lead(person.fields, settings.policy)
+            and (
+                _created_since(person.fields.get("createdAt"), self.initial_sync_started)
+                or _create_found_existing(self.store, person.record_id)
+            )
         )
         result = merge(self.merge_context, pair, person.fields, row.fields, create_path=create_path)
         batch.activities.extend(decision_activities(pair, result))
@@ -720,6 +724,25 @@ def _first_merge_started(store: Store, run_id: str) -> str | None:
             )
         ).scalar()
     return str(started) if started is not None else None
+
+
+def _create_found_existing(store: Store, person_id: str) -> bool:
+    """Whether a real run planned this person's lead and found one already there (the create path proper).
+
+    That is "Sync Person to Microsoft" on an existing lead even during the initial sync: the lead appeared
+    between extraction and write-back, the create was not sent (``skipped``), and the next run links it.
+    """
+    log = tables.activity_log
+    with store.transaction() as connection:
+        rows = connection.execute(
+            sa.select(log.c.details).where(
+                log.c.person_id == person_id,
+                log.c.action == "skipped",
+                log.c.direction == "to_dynamics",
+                log.c.dry_run.is_(False),
+            )
+        ).scalars()
+        return any(json.loads(str(details) or "{}").get("planned") == "create" for details in rows)
 
 
 def _created_since(created_at: Any, initial_sync_started: str | None) -> bool:
