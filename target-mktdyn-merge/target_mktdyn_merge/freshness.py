@@ -73,11 +73,9 @@ def _marketo(client: MarketoClient, ids: list[str], fields: list[str]) -> list[d
 def _dynamics(
     client: DataverseClient, entity_set: str, key: str, ids: list[str], fields: list[str]
 ) -> list[dict[str, Any]]:
-    """Rows by id (GET each), with the staged columns and the ETag, as the tap sends them."""
+    """Rows by id (100 per request), with the staged columns and the ETag, as the tap sends them."""
     columns = [name for name in fields if name != ETAG_PROPERTY and not name.startswith("_")] or [key]
-    records = []
-    for record_id in ids:
-        row = client.get(entity_set, record_id, columns)
-        if row is not None:
-            records.append({**{name: row.get(name) for name in columns}, ETAG_PROPERTY: row.get("@odata.etag")})
-    return records
+    return [
+        {**{name: row.get(name) for name in columns}, ETAG_PROPERTY: row.get("@odata.etag")}
+        for row in client.find_by_ids(entity_set, key, ids, columns)
+    ]

@@ -80,11 +80,9 @@ def still_present(config: Mapping[str, Any], stream: str, record_ids: Sequence[s
     if spec.system == "dynamics":
         dynamics = DataverseClient(DataverseConnection.from_config(dict(config), "dynamics_"))
         try:
-            return {
-                record_id
-                for record_id in record_ids
-                if dynamics.get(ENTITY_SET[spec.entity], record_id, [spec.key]) is not None
-            }
+            rows = dynamics.find_by_ids(ENTITY_SET[spec.entity], spec.key, record_ids, [spec.key])
+            found = {str(row[spec.key]).lower() for row in rows}
+            return {record_id for record_id in record_ids if record_id.lower() in found}
         finally:
             dynamics.close()
     marketo = MarketoClient(MarketoConnection.from_config(dict(config), "marketo_"))

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import sqlalchemy as sa
-from tap_dynamics_leads import odata
 from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
 from tap_marketo_leads.client import MarketoClient
@@ -53,8 +52,6 @@ from target_mktdyn_merge.report import table
 from target_mktdyn_merge.store import StagedRecord, Store
 from target_mktdyn_merge.streams import DYNAMICS_STREAM, ENTITY_SET
 
-#: Row ids per Dataverse ``In`` filter: a URL of about 4.5 KB, well under Dataverse's limit.
-DYNAMICS_IDS_PER_READ = 100
 #: Last activities that explain a disagreement on the fields they name.
 EXPLAINING_ACTIONS = ("write_ignored", "validation_failed", "write_failed", "deferred", "skipped")
 RECORD = "(record)"
@@ -175,12 +172,8 @@ class Verifier:
     def _dynamics(self, entity: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         readable = self.metadata.dynamics_attributes[entity]
         select = sorted({KEY[entity]} | {r.dynamics for r in self._rules(entity) if r.dynamics in readable})
-        rows: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), DYNAMICS_IDS_PER_READ):
-            chunk = ids[start : start + DYNAMICS_IDS_PER_READ]
-            for row in self.dynamics.query(ENTITY_SET[entity], select, filter=odata.is_in(KEY[entity], chunk)):
-                rows[str(row[KEY[entity]]).lower()] = row
-        return rows
+        rows = self.dynamics.find_by_ids(ENTITY_SET[entity], KEY[entity], ids, select)
+        return {str(row[KEY[entity]]).lower(): row for row in rows}
 
     def _owed(self, pairs: Sequence[Pair]) -> dict[str, list[dict[str, Any]]]:
         """Owed writes by person id (matched by pair, person or row id)."""
