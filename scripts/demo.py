@@ -29,11 +29,11 @@ from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
-from target_mktdyn_merge.activity import iter_activities
-from target_mktdyn_merge.engine import read_metadata
-from target_mktdyn_merge.fieldmap import DEFAULT_FIELD_MAP
-from target_mktdyn_merge.normalize import canonical
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP
+from target_mktdyn_merge.core.normalize import canonical
+from target_mktdyn_merge.store.activity_log import iter_activities
+from target_mktdyn_merge.store.database import Store
+from target_mktdyn_merge.sync.engine import read_metadata
 
 from scripts.meltano_plugins import install_plugins, use_installed_plugins
 

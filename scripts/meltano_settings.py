@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from tap_dynamics_leads.tap import TapDynamicsLeads
 from tap_marketo_leads.tap import TapMarketoLeads
-from target_mktdyn_merge.target import TargetMktdynMerge
+from target_mktdyn_merge.plugin.target import TargetMktdynMerge
 
 PLUGINS: dict[str, Any] = {
     "tap-marketo-leads": TapMarketoLeads,

@@ -13,10 +13,10 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
-from target_mktdyn_merge import store_schema as tables
-from target_mktdyn_merge.activity import ACTIONS
-from target_mktdyn_merge.store import Store
-from target_mktdyn_merge.streams import DYNAMICS_STREAM, STREAMS
+from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, STREAMS
+from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.activity_log import ACTIONS
+from target_mktdyn_merge.store.database import Store
 
 RUN_STATUSES = {"running", "succeeded", "failed"}
 RUN_MODES = {"stage", "merge", "dry_run", "manual"}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mktdyn_sandbox.plugin_config import meltano_env
 from mktdyn_sandbox.sandbox import Sandbox
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store.database import Store
 
 from scripts.demo import ROOT
 

@@ -18,8 +18,8 @@ import pytest
 from mktdyn_sandbox.admin_client import SandboxAdmin
 from mktdyn_sandbox.plugin_config import meltano_env
 from mktdyn_sandbox.sandbox import Sandbox
-from target_mktdyn_merge.activity import iter_activities
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store.activity_log import iter_activities
+from target_mktdyn_merge.store.database import Store
 
 from scripts.demo import ROOT
 from scripts.meltano_plugins import use_installed_plugins

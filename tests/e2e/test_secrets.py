@@ -25,9 +25,9 @@ from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
-from target_mktdyn_merge import store_schema as tables
-from target_mktdyn_merge.activity import iter_activities
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.activity_log import iter_activities
+from target_mktdyn_merge.store.database import Store
 
 from scripts.demo import ROOT
 from scripts.meltano_plugins import use_installed_plugins

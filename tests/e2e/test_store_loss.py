@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from mktdyn_sandbox.admin_client import SandboxAdmin
 from mktdyn_sandbox.plugin_config import meltano_env
 from mktdyn_sandbox.sandbox import Sandbox
-from target_mktdyn_merge import store_schema as tables
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.database import Store
 
 from scripts.demo import ROOT
 

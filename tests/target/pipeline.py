@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mktdyn_sandbox.plugin_config import dynamics_connection, marketo_connection, start_date, target_connections
-from target_mktdyn_merge.activity import iter_activities
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store.activity_log import iter_activities
+from target_mktdyn_merge.store.database import Store
 
 BIN = Path(sys.executable).parent
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store.database import Store
 
 from tests.store_backends import BACKENDS, fresh_store_url
 from tests.store_integrity import assert_intact, snapshot

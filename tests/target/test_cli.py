@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from mktdyn_sandbox.sandbox import Sandbox
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store.database import Store
 
 from tests.target.pipeline import Pipeline, connection_config
 
@@ -67,7 +67,7 @@ def test_unlink_and_resync(synced: Pipeline) -> None:
 
 def synced_pairs(pipeline: Pipeline) -> list[dict[str, Any]]:
     import sqlalchemy as sa
-    from target_mktdyn_merge import store_schema as tables
+    from target_mktdyn_merge.store import schema as tables
 
     store = pipeline.store()
     with store.transaction() as connection:

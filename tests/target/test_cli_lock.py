@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from target_mktdyn_merge import store_schema as tables
-from target_mktdyn_merge.lock import write_lock
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.database import Store
+from target_mktdyn_merge.store.lock import write_lock
 
 from tests.store_backends import BACKENDS, fresh_store_url
 

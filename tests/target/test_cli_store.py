@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from target_mktdyn_merge import store_schema as tables
-from target_mktdyn_merge.store import Store
-from target_mktdyn_merge.values import now_iso
+from target_mktdyn_merge.core.values import now_iso
+from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.database import Store
 
 from tests.target.test_cli import MKTDYN, mktdyn
 

@@ -24,9 +24,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from target_mktdyn_merge.activity import iter_activities
-from target_mktdyn_merge.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule, Side
-from target_mktdyn_merge.merge import (
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule, Side
+from target_mktdyn_merge.core.merge import (
     FIRST_LINK_BLANK_RULE,
     NO_BASELINE_BLANK_RULE,
     BaselineEntry,
@@ -36,7 +35,8 @@ from target_mktdyn_merge.merge import (
     confirm_baseline,
     merge_pair,
 )
-from target_mktdyn_merge.normalize import canonical
+from target_mktdyn_merge.core.normalize import canonical
+from target_mktdyn_merge.store.activity_log import iter_activities
 
 from tests.target.matrix import FULL_ONLY
 from tests.target.test_merge_properties import (

@@ -20,7 +20,7 @@ from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
-from target_mktdyn_merge import store_schema as tables
+from target_mktdyn_merge.store import schema as tables
 
 from tests.target.pipeline import Pipeline, connection_config
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from target_mktdyn_merge.activity import iter_activities
+from target_mktdyn_merge.store.activity_log import iter_activities
 
 from tests.target.worlds import World, drift_problems
 

@@ -6,7 +6,13 @@ import json
 from typing import Any
 
 import pytest
-from target_mktdyn_merge.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule, parse_field_map, validate_field_map
+from target_mktdyn_merge.core.fieldmap import (
+    DEFAULT_FIELD_MAP,
+    FieldMap,
+    FieldRule,
+    parse_field_map,
+    validate_field_map,
+)
 
 SHARED_PAIRS = {
     "email": ("emailaddress1", "email"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from target_mktdyn_merge.matching import (
+from target_mktdyn_merge.core.matching import (
     DynamicsRow,
     ExistingLink,
     PersonRef,

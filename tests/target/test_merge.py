@@ -7,8 +7,8 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 import pytest
-from target_mktdyn_merge.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule, Side
-from target_mktdyn_merge.merge import (
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule, Side
+from target_mktdyn_merge.core.merge import (
     FIRST_LINK_BLANK_RULE,
     NO_BASELINE_BLANK_RULE,
     BaselineEntry,
@@ -21,7 +21,7 @@ from target_mktdyn_merge.merge import (
     merge_pair,
     snapshot_baseline,
 )
-from target_mktdyn_merge.normalize import OptionSet, canonical
+from target_mktdyn_merge.core.normalize import OptionSet, canonical
 
 from .test_normalize import LEAD_SOURCE
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from target_mktdyn_merge.fieldmap import DEFAULT_FIELD_MAP, Entity, FieldMap, FieldRule, Side
-from target_mktdyn_merge.merge import (
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, Entity, FieldMap, FieldRule, Side
+from target_mktdyn_merge.core.merge import (
     FIRST_LINK_BLANK_RULE,
     NO_BASELINE_BLANK_RULE,
     BaselineEntry,
@@ -15,7 +15,7 @@ from target_mktdyn_merge.merge import (
     confirm_baseline,
     merge_pair,
 )
-from target_mktdyn_merge.normalize import canonical
+from target_mktdyn_merge.core.normalize import canonical
 
 from .test_normalize import LEAD_SOURCE
 

@@ -8,7 +8,7 @@ from mktdyn_sandbox.marketo.fields import FIELDS
 from mktdyn_sandbox.plugin_config import marketo_connection
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
-from target_mktdyn_merge.metadata import SyncMetadata
+from target_mktdyn_merge.core.metadata import SyncMetadata
 
 DESCRIBE = [
     {"id": 1, "displayName": "Website", "dataType": "url", "rest": {"name": "website", "readOnly": False}},

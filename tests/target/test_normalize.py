@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from target_mktdyn_merge.fieldmap import FieldRule
-from target_mktdyn_merge.normalize import (
+from target_mktdyn_merge.core.fieldmap import FieldRule
+from target_mktdyn_merge.core.normalize import (
     Canonical,
     Kind,
     OptionSet,

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from target_mktdyn_merge.activity import Activity, FieldChange, iter_activities
-from target_mktdyn_merge.fieldmap import DEFAULT_FIELD_MAP
-from target_mktdyn_merge.merge import BaselineEntry
-from target_mktdyn_merge.metadata import SyncMetadata
-from target_mktdyn_merge.outbox import PlannedWrite, due_entries, plan_writes
-from target_mktdyn_merge.outcomes import Outcomes
-from target_mktdyn_merge.pair_merge import MergeContext
-from target_mktdyn_merge.pairs import Pair, pairs_by_person, save_pair
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP
+from target_mktdyn_merge.core.merge import BaselineEntry
+from target_mktdyn_merge.core.metadata import SyncMetadata
+from target_mktdyn_merge.core.pair_merge import MergeContext
+from target_mktdyn_merge.store.activity_log import Activity, FieldChange, iter_activities
+from target_mktdyn_merge.store.database import Store
+from target_mktdyn_merge.store.outbox import PlannedWrite, due_entries, plan_writes
+from target_mktdyn_merge.store.pairs import Pair, pairs_by_person, save_pair
+from target_mktdyn_merge.sync.outcomes import Outcomes
 
 CONTACT = {
     "contactid": "c-1",

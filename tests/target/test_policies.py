@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from target_mktdyn_merge.fieldmap import parse_field_map
-from target_mktdyn_merge.matching import DynamicsRow, MatchResult, ReverseMatch
-from target_mktdyn_merge.policies import (
+from target_mktdyn_merge.core.fieldmap import parse_field_map
+from target_mktdyn_merge.core.matching import DynamicsRow, MatchResult, ReverseMatch
+from target_mktdyn_merge.core.policies import (
     SUBJECT_MAX_LENGTH,
     SubjectTemplateError,
     SyncPolicy,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft7Validator  # type: ignore[import-untyped]
-from target_mktdyn_merge.record_types import RecordTypeCheck
+from target_mktdyn_merge.core.record_types import RecordTypeCheck
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store.database import Store
 
-TARGET = [sys.executable, "-m", "target_mktdyn_merge.target"]
+TARGET = [sys.executable, "-m", "target_mktdyn_merge.plugin.target"]
 PERSON_SCHEMA = {
     "type": "SCHEMA",
     "stream": "marketo_leads",

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from target_mktdyn_merge import store_schema as tables
-from target_mktdyn_merge.store import Store, StoreError
+from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.database import Store, StoreError
 
 
 def versions(store: Store) -> list[int]:

@@ -20,9 +20,9 @@ import pytest
 import sqlalchemy as sa
 from mktdyn_sandbox.admin_client import SandboxAdmin
 from mktdyn_sandbox.sandbox import Sandbox, SandboxOptions
-from target_mktdyn_merge import store_schema as tables
-from target_mktdyn_merge.lock import StoreLockedError, write_lock
-from target_mktdyn_merge.store import Store
+from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.database import Store
+from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
 
 from tests.target.pipeline import BIN, Pipeline
 

@@ -20,8 +20,8 @@ from tap_dynamics_leads.metadata import AttributeMetadata, OptionValue
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
 from tap_marketo_leads.schema import FieldInfo, fields_from_describe
-from target_mktdyn_merge.metadata import with_updatable
-from target_mktdyn_merge.validation import (
+from target_mktdyn_merge.core.metadata import with_updatable
+from target_mktdyn_merge.core.validation import (
     DynamicsValidator,
     MarketoValidator,
     Violation,

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from target_mktdyn_merge import store_schema as tables
-from target_mktdyn_merge.activity import iter_activities
-from target_mktdyn_merge.fieldmap import DEFAULT_FIELD_MAP
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP
+from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.activity_log import iter_activities
 
 from tests.target.worlds import World
 

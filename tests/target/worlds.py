@@ -23,8 +23,8 @@ from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
-from target_mktdyn_merge import store_schema as tables
-from target_mktdyn_merge.verify import VerifyResult, run_verify
+from target_mktdyn_merge.ops.verify import VerifyResult, run_verify
+from target_mktdyn_merge.store import schema as tables
 
 from tests.target.pipeline import JobResult, Pipeline, connection_config
 

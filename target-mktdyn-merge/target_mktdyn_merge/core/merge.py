@@ -1,0 +1,541 @@
+"""The three-way, field-by-field merge of one Marketo person with its Dynamics lead or contact.
+
+docs/architecture.md §4, per field, after normalization: equal → in sync; only Marketo changed since the baseline → to
+Dynamics; only Dynamics changed → to Marketo; both changed (or no baseline yet and the values differ) → a
+*collision*, which the authority decides (Marketo for leads, Dynamics for contacts, or a per-field
+override); on a first link a blank never overwrites a value; a side never receives a field it cannot
+write. The baseline is kept *per side* (what each system last stored), so a value one system stores
+differently from what we sent (truncated, reformatted) is a stable divergence, not a change.
+
+Everything here is pure: plain data in, plain data out; the run number stands in for the clock.
+
+Outcomes of a field (``FieldDecision.outcome``):
+
+==============  ==========================================================================================
+``in_sync``      equal after normalization; no write.
+``to_dynamics``  Marketo's value is written to Dynamics (a change, a collision won by Marketo, or the
+                 first-link blank rule).
+``to_marketo``   Dynamics' value is written to Marketo.
+``stable``       the values differ but neither side changed since its baseline; no write.
+``blocked``      a change should flow but may not: the field's direction forbids it, or the receiving side
+                 cannot write the field (read-only in its metadata). Reported, not written.
+``frozen``       the ping-pong guard froze the field (see ``GuardPolicy``); no write until cleared.
+``unknown``      a side did not send the field (not selected): neither compared nor written.
+``kept``         a first link on the create path (``PairInput.create_path``) found two different values:
+                 each side keeps its own, the difference is reported, and the baseline takes both as they
+                 are so that only later changes flow.
+==============  ==========================================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, Entity, FieldMap, FieldRule, Side
+from target_mktdyn_merge.core.normalize import (
+    Canonical,
+    OptionSet,
+    canonical,
+    is_blank,
+    to_dynamics_value,
+    to_marketo_value,
+)
+
+Outcome = Literal["in_sync", "to_dynamics", "to_marketo", "stable", "blocked", "frozen", "unknown", "kept"]
+"""What the merge decided for one field (table in the module docstring)."""
+
+WriteDirection = Literal["to_dynamics", "to_marketo"]
+"""The two ways a value can be written."""
+
+ENTITY_AUTHORITY: Mapping[str, Side] = {"lead": "marketo", "contact": "dynamics"}
+"""Who wins a collision by default: marketing owns prospects (leads), sales owns customers (contacts)."""
+
+_SIDE_NAME: Mapping[str, str] = {"marketo": "Marketo", "dynamics": "Dynamics"}
+FIRST_LINK_BLANK_RULE = "first link: a blank never overwrites a value"
+NO_BASELINE_BLANK_RULE = "no baseline for this field: a blank never overwrites a value"
+CREATE_PATH_BLANK_RULE = "first link on the create path: a blank is filled from the other side"
+CREATE_PATH_KEPT_RULE = (
+    "first link on the create path: each side keeps its value (docs/architecture.md §10); later changes flow"
+)
+
+
+@dataclass(frozen=True)
+class BaselineEntry:
+    """What each system last confirmed storing for one field of one pair, as canonical values.
+
+    Per side because a system may store something other than what we sent (Dynamics truncates to
+    MaxLength, Marketo reformats): comparing each side with its own baseline tells "changed" from
+    "stored differently".
+
+    Attributes:
+        marketo: Marketo's stored value, canonical.
+        dynamics: Dynamics' stored value, canonical.
+    """
+
+    marketo: Canonical
+    dynamics: Canonical
+
+    def to_dict(self) -> dict[str, Canonical]:
+        """JSON-ready form, for the store."""
+        return {"marketo": self.marketo, "dynamics": self.dynamics}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BaselineEntry:
+        """Inverse of ``to_dict``."""
+        return cls(marketo=data.get("marketo"), dynamics=data.get("dynamics"))
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    """The ping-pong guard's rule.
+
+    A *reversal* is a planned write whose direction is the opposite of the field's previous planned write
+    (to Dynamics, then to Marketo, or the other way). When a planned write would be the ``max_reversals``-th
+    reversal within the last ``window_runs`` runs (this run included), the write is not planned and the
+    field is frozen: outcome ``frozen`` in this and every later run until the field is cleared
+    (``clear_field``, which ``mktdyn resync --field F`` calls). With the defaults, a field written to
+    Dynamics, Marketo, Dynamics in three runs is frozen instead of being written to Marketo again, so at most
+    three writes happen per ping-pong. Reversals older than the window are forgotten, so two people who
+    simply take turns editing a field over days never trip it.
+
+    Attributes:
+        max_reversals: Reversals within the window that freeze the field.
+        window_runs: How many runs (this one included) a reversal counts for.
+    """
+
+    max_reversals: int = 3
+    window_runs: int = 10
+
+
+@dataclass(frozen=True)
+class FieldGuard:
+    """Ping-pong guard state of one field of one pair (persisted between runs by the caller).
+
+    Attributes:
+        last_direction: The direction of the field's last planned write.
+        reversal_runs: Run numbers of recent reversals, oldest first.
+        frozen: Whether the field is frozen (no writes until cleared).
+        frozen_at_run: The run that froze it.
+    """
+
+    last_direction: WriteDirection | None = None
+    reversal_runs: tuple[int, ...] = ()
+    frozen: bool = False
+    frozen_at_run: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, for the store."""
+        return {
+            "last_direction": self.last_direction,
+            "reversal_runs": list(self.reversal_runs),
+            "frozen": self.frozen,
+            "frozen_at_run": self.frozen_at_run,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FieldGuard:
+        """Inverse of ``to_dict``."""
+        return cls(
+            last_direction=data.get("last_direction"),
+            reversal_runs=tuple(int(run) for run in data.get("reversal_runs") or ()),
+            frozen=bool(data.get("frozen")),
+            frozen_at_run=data.get("frozen_at_run"),
+        )
+
+
+@dataclass(frozen=True)
+class PairInput:
+    """Everything the merge of one pair needs, as plain data.
+
+    Attributes:
+        entity: ``lead`` or ``contact``: which rules apply and who the default authority is.
+        marketo: The person's known fields (REST names → staged values). A missing key means *unknown*
+            (not extracted), never blank: such a field is neither compared nor written.
+        dynamics: The lead/contact row's known fields (column → staged value), same convention.
+        run_number: The sync run's sequence number (monotonic); the guard's clock.
+        baseline: Marketo field name → per-side canonical values last confirmed stored; a field without an
+            entry has no baseline yet.
+        first_link: The pair was linked in this run: any baseline is ignored and a blank never overwrites
+            a value.
+        options: Dynamics column → its option set (needed for every ``option`` rule: without it an option
+            value compares as its number and never equals Marketo's label).
+        marketo_read_only: Marketo fields the person cannot be written through (readOnly in describe).
+        dynamics_read_only: Dynamics columns the row cannot be written (IsValidForUpdate false; every
+            column of a qualified/disqualified lead).
+        field_map: The rules.
+        guards: Marketo field name → ping-pong guard state from the previous runs.
+        create_path: The first link was made on the create path (a person asked for a Dynamics lead, the
+            "Sync Person to Microsoft" analogue, and one already existed): with ``first_link``, blanks are
+            filled from the other side and differing values are ``kept``, never overwritten (docs/architecture.md §10).
+        authority_override: The pair's authority when it differs from the entity's default (a lead
+            qualified into a contact: Dynamics). Per-field rule authorities still take precedence.
+        guard_policy: The ping-pong rule's parameters.
+    """
+
+    entity: Entity
+    marketo: Mapping[str, Any]
+    dynamics: Mapping[str, Any]
+    run_number: int
+    baseline: Mapping[str, BaselineEntry] = field(default_factory=dict)
+    first_link: bool = False
+    options: Mapping[str, OptionSet] = field(default_factory=dict)
+    marketo_read_only: frozenset[str] = frozenset()
+    dynamics_read_only: frozenset[str] = frozenset()
+    field_map: FieldMap = DEFAULT_FIELD_MAP
+    guards: Mapping[str, FieldGuard] = field(default_factory=dict)
+    authority_override: Side | None = None
+    guard_policy: GuardPolicy = GuardPolicy()
+    create_path: bool = False
+
+
+@dataclass(frozen=True)
+class FieldDecision:
+    """What the merge decided for one field, with the why, for the activity log.
+
+    Attributes:
+        field: The Marketo field name.
+        column: The Dynamics column.
+        outcome: See the module docstring.
+        marketo_value: Marketo's value as staged (None when unknown).
+        dynamics_value: Dynamics' value as staged (None when unknown).
+        marketo_canonical: Marketo's value, canonical.
+        dynamics_canonical: Dynamics' value, canonical.
+        winner: The side whose value is (or would be, if not blocked/frozen) kept; None when there is
+            nothing to decide (in sync, stable, unknown).
+        rule: The reason in words ("lead: Marketo is the authority", "field override: authority=dynamics",
+            "first link: a blank never overwrites a value", ...).
+        collision: Both sides changed since the baseline, or there is no baseline and the values differ.
+        written_value: The native value planned for the receiving side (outcomes to_dynamics/to_marketo).
+        mapping: The field's rule.
+    """
+
+    field: str
+    column: str
+    outcome: Outcome
+    marketo_value: Any
+    dynamics_value: Any
+    marketo_canonical: Canonical
+    dynamics_canonical: Canonical
+    winner: Side | None
+    rule: str
+    collision: bool
+    written_value: Any
+    mapping: FieldRule
+
+    @property
+    def writes(self) -> bool:
+        """Whether this decision plans a write."""
+        return self.outcome in {"to_dynamics", "to_marketo"}
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """The merge of one pair.
+
+    Attributes:
+        entity: The pair's entity.
+        decisions: One decision per rule of the entity, in map order.
+        to_dynamics: Column → native value to PATCH on the Dynamics row.
+        to_marketo: Field → native value to send for the Marketo person.
+        guards: The guard state to persist if (and only if) the planned writes are sent; every field that
+            has guard state is included.
+    """
+
+    entity: Entity
+    decisions: tuple[FieldDecision, ...]
+    to_dynamics: Mapping[str, Any]
+    to_marketo: Mapping[str, Any]
+    guards: Mapping[str, FieldGuard]
+
+    @property
+    def collisions(self) -> tuple[FieldDecision, ...]:
+        """The decisions that were collisions, however they were resolved."""
+        return tuple(decision for decision in self.decisions if decision.collision)
+
+    @property
+    def has_writes(self) -> bool:
+        """Whether anything is to be written to either side."""
+        return bool(self.to_dynamics or self.to_marketo)
+
+    def decision(self, marketo_field: str) -> FieldDecision:
+        """The decision for a Marketo field (KeyError if the entity does not map it)."""
+        for decision in self.decisions:
+            if decision.field == marketo_field:
+                return decision
+        raise KeyError(marketo_field)
+
+
+def effective_authority(rule: FieldRule, entity: str, authority_override: Side | None = None) -> tuple[Side, str]:
+    """Who wins a collision on this field, and the rule in words.
+
+    Precedence, most specific first: the rule's own ``authority``; then a one-way ``direction`` (its only
+    source side wins, otherwise every collision on a one-way field would be blocked forever); then the
+    pair's ``authority_override``; then the entity's default.
+    """
+    if rule.authority is not None:
+        return rule.authority, f"field override: authority={rule.authority}"
+    if rule.direction == "to_marketo":
+        return "dynamics", "direction to_marketo: Dynamics is the field's only source"
+    if rule.direction == "to_dynamics":
+        return "marketo", "direction to_dynamics: Marketo is the field's only source"
+    if authority_override is not None:
+        return authority_override, f"pair override: {_SIDE_NAME[authority_override]} is the authority"
+    default = ENTITY_AUTHORITY[entity]
+    return default, f"{entity}: {_SIDE_NAME[default]} is the authority"
+
+
+def merge_pair(pair: PairInput) -> MergeResult:
+    """Merge one pair, field by field, against its baseline.
+
+    Re-merging within the same run (after a 412 or a Marketo re-read) must start again from the guards
+    stored *before* the run, not from a previous result's, so that one run counts once.
+
+    Args:
+        pair: The pair's values, baseline, metadata and guard state.
+
+    Returns:
+        The decisions, the two payloads and the new guard state.
+    """
+    decisions: list[FieldDecision] = []
+    to_dynamics: dict[str, Any] = {}
+    to_marketo: dict[str, Any] = {}
+    guards: dict[str, FieldGuard] = dict(pair.guards)
+    for rule in pair.field_map.rules(pair.entity):
+        decision, guard = _decide(rule, pair)
+        decisions.append(decision)
+        if guard is not None:
+            guards[rule.marketo] = guard
+        if decision.outcome == "to_dynamics":
+            to_dynamics[rule.dynamics] = decision.written_value
+        elif decision.outcome == "to_marketo":
+            to_marketo[rule.marketo] = decision.written_value
+    return MergeResult(
+        entity=pair.entity,
+        decisions=tuple(decisions),
+        to_dynamics=to_dynamics,
+        to_marketo=to_marketo,
+        guards=guards,
+    )
+
+
+def _decide(rule: FieldRule, pair: PairInput) -> tuple[FieldDecision, FieldGuard | None]:
+    """Decide one field; also return its new guard state when a write was considered."""
+    options = pair.options.get(rule.dynamics)
+    marketo_known = rule.marketo in pair.marketo
+    dynamics_known = rule.dynamics in pair.dynamics
+    marketo_raw = pair.marketo.get(rule.marketo)
+    dynamics_raw = pair.dynamics.get(rule.dynamics)
+    marketo_value = canonical(rule.kind, marketo_raw, options) if marketo_known else None
+    dynamics_value = canonical(rule.kind, dynamics_raw, options) if dynamics_known else None
+
+    def decided(
+        outcome: Outcome,
+        words: str,
+        winner: Side | None = None,
+        *,
+        collision: bool = False,
+        written: Any = None,
+    ) -> FieldDecision:
+        return FieldDecision(
+            field=rule.marketo,
+            column=rule.dynamics,
+            outcome=outcome,
+            marketo_value=marketo_raw,
+            dynamics_value=dynamics_raw,
+            marketo_canonical=marketo_value,
+            dynamics_canonical=dynamics_value,
+            winner=winner,
+            rule=words,
+            collision=collision,
+            written_value=written,
+            mapping=rule,
+        )
+
+    if not (marketo_known and dynamics_known):
+        missing = " and ".join(
+            name for name, known in (("Marketo", marketo_known), ("Dynamics", dynamics_known)) if not known
+        )
+        return decided("unknown", f"{missing} did not send the field: not compared, not written"), None
+    if marketo_value == dynamics_value:
+        return decided("in_sync", "equal after normalization"), None
+
+    baseline = None if pair.first_link else pair.baseline.get(rule.marketo)
+    collision = False
+    winner: Side
+    if baseline is not None:
+        marketo_changed = marketo_value != baseline.marketo
+        dynamics_changed = dynamics_value != baseline.dynamics
+        if not marketo_changed and not dynamics_changed:
+            return decided("stable", "neither side changed since the baseline: each keeps what it stored"), None
+        if marketo_changed and not dynamics_changed:
+            winner, words = "marketo", "only Marketo changed since the baseline"
+        elif dynamics_changed and not marketo_changed:
+            winner, words = "dynamics", "only Dynamics changed since the baseline"
+        else:
+            collision = True
+            winner, words = effective_authority(rule, pair.entity, pair.authority_override)
+    else:
+        collision = True
+        create_path = pair.first_link and pair.create_path
+        if is_blank(marketo_value) != is_blank(dynamics_value):
+            winner = "dynamics" if is_blank(marketo_value) else "marketo"
+            if create_path:
+                words = CREATE_PATH_BLANK_RULE
+            else:
+                words = FIRST_LINK_BLANK_RULE if pair.first_link else NO_BASELINE_BLANK_RULE
+        elif create_path:
+            return decided("kept", CREATE_PATH_KEPT_RULE), None
+        else:
+            winner, words = effective_authority(rule, pair.entity, pair.authority_override)
+
+    receiver: Side = "dynamics" if winner == "marketo" else "marketo"
+    direction: WriteDirection = "to_dynamics" if receiver == "dynamics" else "to_marketo"
+    if not rule.flows_to(receiver):
+        return decided(
+            "blocked",
+            f"{words}; direction {rule.direction}: {_SIDE_NAME[winner]} values do not flow to {_SIDE_NAME[receiver]}",
+            winner,
+            collision=collision,
+        ), None
+    read_only = pair.dynamics_read_only if receiver == "dynamics" else pair.marketo_read_only
+    target_name = rule.dynamics if receiver == "dynamics" else rule.marketo
+    if target_name in read_only:
+        return decided(
+            "blocked",
+            f"{words}; {_SIDE_NAME[receiver]} cannot write {target_name} (not writable in its metadata)",
+            winner,
+            collision=collision,
+        ), None
+
+    guard = pair.guards.get(rule.marketo, FieldGuard())
+    policy = pair.guard_policy
+    if guard.frozen:
+        return decided(
+            "frozen",
+            f"{words}; ping-pong guard: frozen since run {guard.frozen_at_run} until "
+            f"`mktdyn resync --field {rule.marketo}`",
+            winner,
+            collision=collision,
+        ), None
+    new_guard = _guard_step(guard, direction, pair.run_number, policy)
+    if new_guard.frozen:
+        return decided(
+            "frozen",
+            f"{words}; ping-pong guard: {len(new_guard.reversal_runs)} direction reversals within "
+            f"{policy.window_runs} runs, frozen until `mktdyn resync --field {rule.marketo}`",
+            winner,
+            collision=collision,
+        ), new_guard
+    if receiver == "dynamics":
+        written = to_dynamics_value(rule, marketo_raw, options)
+    else:
+        written = to_marketo_value(rule, dynamics_raw, options)
+    return decided(direction, words, winner, collision=collision, written=written), new_guard
+
+
+def _guard_step(guard: FieldGuard, direction: WriteDirection, run_number: int, policy: GuardPolicy) -> FieldGuard:
+    """The guard after planning a write in ``direction``; ``frozen`` set when it must not happen."""
+    oldest_counted = run_number - policy.window_runs
+    reversals = tuple(run for run in guard.reversal_runs if run > oldest_counted)
+    if guard.last_direction is not None and guard.last_direction != direction:
+        reversals = (*reversals, run_number)
+    if len(reversals) >= policy.max_reversals:
+        return FieldGuard(
+            last_direction=guard.last_direction,
+            reversal_runs=reversals,
+            frozen=True,
+            frozen_at_run=run_number,
+        )
+    return FieldGuard(last_direction=direction, reversal_runs=reversals)
+
+
+def clear_field(
+    baseline: Mapping[str, BaselineEntry], guards: Mapping[str, FieldGuard], marketo_field: str
+) -> tuple[dict[str, BaselineEntry], dict[str, FieldGuard]]:
+    """Forget a field's baseline and guard (``mktdyn resync --field F``).
+
+    The next merge then treats the field as never synced: equal values are in sync, a blank never
+    overwrites a value, and other differences are collisions the authority decides.
+    """
+    return (
+        {name: entry for name, entry in baseline.items() if name != marketo_field},
+        {name: guard for name, guard in guards.items() if name != marketo_field},
+    )
+
+
+def confirm_baseline(
+    previous: Mapping[str, BaselineEntry],
+    result: MergeResult,
+    *,
+    dynamics_stored: Mapping[str, Any] | None = None,
+    marketo_stored: Mapping[str, Any] | None = None,
+    options: Mapping[str, OptionSet] | None = None,
+) -> dict[str, BaselineEntry]:
+    """The baseline after a merge's writes, moving only what was confirmed stored.
+
+    - ``in_sync``: both sides at their current values (nothing was written; they agree).
+    - ``to_dynamics`` with the Dynamics write confirmed (``dynamics_stored`` given): Dynamics' side is what
+      Dynamics returned (``Prefer: return=representation``), Marketo's is Marketo's current value. A column
+      missing from the representation counts as stored as sent.
+    - ``to_marketo`` with the Marketo write confirmed (``marketo_stored`` given, from the re-read or the
+      next extraction): Marketo's side is what Marketo holds, Dynamics' is Dynamics' current value.
+    - ``blocked``: both sides at their current values: the change was seen and the map says it does not
+      flow, so it is reported once and is a stable divergence afterwards (no report every five minutes).
+    - ``kept`` (a first link on the create path): both sides at their current values, so that only later
+      changes flow.
+    - A write not confirmed (pending, failed, deferred: ``None`` for that side), and ``stable``, ``frozen``,
+      ``unknown``: unchanged.
+
+    Args:
+        previous: The baseline the merge ran against.
+        result: The merge.
+        dynamics_stored: The Dynamics row as returned by the confirmed write; None if not confirmed.
+        marketo_stored: The Marketo person's stored values after the confirmed write; None if not
+            confirmed.
+        options: Dynamics column → option set, to canonicalize stored option values.
+
+    Returns:
+        The new baseline (entries of fields the result does not cover are kept).
+    """
+    baseline = dict(previous)
+    option_sets = options or {}
+    for decision in result.decisions:
+        rule = decision.mapping
+        option_set = option_sets.get(rule.dynamics)
+        if decision.outcome in {"in_sync", "blocked", "kept"}:
+            baseline[rule.marketo] = BaselineEntry(decision.marketo_canonical, decision.dynamics_canonical)
+        elif decision.outcome == "to_dynamics" and dynamics_stored is not None:
+            stored = dynamics_stored.get(rule.dynamics, decision.written_value)
+            baseline[rule.marketo] = BaselineEntry(decision.marketo_canonical, canonical(rule.kind, stored, option_set))
+        elif decision.outcome == "to_marketo" and marketo_stored is not None:
+            stored = marketo_stored.get(rule.marketo, decision.written_value)
+            baseline[rule.marketo] = BaselineEntry(
+                canonical(rule.kind, stored, option_set), decision.dynamics_canonical
+            )
+    return baseline
+
+
+def snapshot_baseline(
+    entity: Entity,
+    marketo: Mapping[str, Any],
+    dynamics: Mapping[str, Any],
+    field_map: FieldMap = DEFAULT_FIELD_MAP,
+    options: Mapping[str, OptionSet] | None = None,
+) -> dict[str, BaselineEntry]:
+    """A baseline of both sides' current values, for every field known on both sides.
+
+    For a pair just created on one side from the other (the created record as stored, and its source):
+    from then on, only real changes count.
+    """
+    option_sets = options or {}
+    baseline: dict[str, BaselineEntry] = {}
+    for rule in field_map.rules(entity):
+        if rule.marketo in marketo and rule.dynamics in dynamics:
+            option_set = option_sets.get(rule.dynamics)
+            baseline[rule.marketo] = BaselineEntry(
+                canonical(rule.kind, marketo[rule.marketo], option_set),
+                canonical(rule.kind, dynamics[rule.dynamics], option_set),
+            )
+    return baseline

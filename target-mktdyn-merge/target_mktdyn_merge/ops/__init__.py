@@ -1,0 +1,1 @@
+"""What people run: the mktdyn command, check, report, verify."""

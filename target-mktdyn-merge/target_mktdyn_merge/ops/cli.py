@@ -1,0 +1,369 @@
+"""``mktdyn``: read and steer the store (report, activity log, status, unlink, resync, db upgrade, check).
+
+Every command but ``db upgrade`` opens the store through :func:`_store`, which never creates or migrates one
+(:func:`~target_mktdyn_merge.store.database.open_existing`): a mistyped URL is an error naming it, and an older schema
+names ``mktdyn db upgrade``. The store URL is resolved as the run resolves it (:func:`_store_url`). Errors are one
+line on stderr with exit 1; output to a closed pipe (``mktdyn report | head``) ends quietly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from mktdyn_common.errors import MktdynError
+from mktdyn_common.redact import redact
+
+from target_mktdyn_merge.core.values import now_iso
+from target_mktdyn_merge.ops.project_config import config_source, resolved_store_url, store_url
+from target_mktdyn_merge.ops.report import pending_writes, render_report, table
+from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.activity_log import Activity, iter_activities, record_activities
+from target_mktdyn_merge.store.database import Store, new_run_id, open_existing
+from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    """The target's effective settings (read once per command; under Meltano this asks Meltano)."""
+    from target_mktdyn_merge.ops.check import load_config
+
+    cached: dict[str, Any] | None = getattr(args, "resolved_config", None)
+    if cached is None:
+        cached = load_config(getattr(args, "config", None))
+        if args.store_url:
+            cached["store_url"] = args.store_url
+        args.resolved_config = cached
+    return cached
+
+
+def _store_url(args: argparse.Namespace) -> str:
+    """``--store-url``, else the ``store_url`` the run uses (same precedence as ``check``), else the default."""
+    if args.store_url:
+        return str(args.store_url)
+    config: dict[str, Any] | None = getattr(args, "resolved_config", None)
+    return store_url(config) if config is not None else resolved_store_url(os.environ)
+
+
+def _store(args: argparse.Namespace) -> Store:
+    """The store to read (or steer): it must exist at the current schema; nothing is created or migrated."""
+    return open_existing(_store_url(args))
+
+
+def _run_id(store: Store, requested: str | None) -> str:
+    if requested:
+        with store.transaction() as connection:
+            found = connection.execute(sa.select(tables.runs.c.run_id).where(tables.runs.c.run_id == requested))
+            if found.first() is None:
+                raise MktdynError(f"no run {requested!r} in the store at {store.safe_url}; `mktdyn status` lists runs")
+        return requested
+    run_id = store.last_run("merge") or store.last_run("dry_run") or store.last_run()
+    if run_id is None:
+        raise MktdynError("the store holds no run yet; run the sync first")
+    return run_id
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print a run's report."""
+    store = _store(args)
+    render_report(store, _run_id(store, args.run), sys.stdout)
+    return 0
+
+
+def cmd_activity(args: argparse.Namespace) -> int:
+    """Print a run's activity log as a table or JSON lines."""
+    store = _store(args)
+    run_id = None if args.all else _run_id(store, args.run)
+    items = iter_activities(store, run_id)
+    if args.format == "jsonl":
+        for item in items:
+            sys.stdout.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
+        return 0
+    rows = [
+        [
+            i["at"],
+            f"{i['action']} (dry run)" if i.get("dry_run") else i["action"],
+            i["person_id"] or "",
+            f"{i['entity'] or ''} {i['dynamics_id'] or ''}".strip(),
+            i["direction"] or "",
+            ",".join(c["field"] for c in i["fields"]),
+            i["error_code"] or "",
+        ]
+        for i in items
+    ]
+    sys.stdout.write(table(["at", "action", "person", "dynamics", "direction", "fields", "code"], rows) + "\n")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print linked pairs, staged records, pending writes and the last runs."""
+    store = _store(args)
+    with store.transaction() as connection:
+        pairs = connection.execute(
+            sa.select(tables.pairs.c.entity, sa.func.count()).group_by(tables.pairs.c.entity)
+        ).all()
+    sys.stdout.write("Linked pairs: " + (", ".join(f"{n} {e}s" for e, n in pairs) or "none") + "\n")
+    staged = store.staged_counts()
+    sys.stdout.write(
+        "Staged: "
+        + (", ".join(f"{s} {c['live']} live/{c['deleted']} deleted" for s, c in sorted(staged.items())) or "nothing")
+        + "\n"
+    )
+    pending = pending_writes(store)
+    sys.stdout.write(
+        "Pending writes: "
+        + (", ".join(f"{p['count']} {p['system']} {p['action']} ({p['status']})" for p in pending) or "none")
+        + "\n\n"
+    )
+    runs = store.runs(args.limit)
+    sys.stdout.write(
+        table(
+            ["run", "mode", "status", "started", "finished"],
+            [[r["run_id"], r["mode"], r["status"], r["started_at"], r["finished_at"] or ""] for r in runs],
+        )
+        + "\n"
+    )
+    return 0
+
+
+@contextmanager
+def _write_lock(store: Store, args: argparse.Namespace) -> Iterator[None]:
+    """The store's write lock, the one the merge holds (a change made during a write-back would be undone by it).
+
+    ``--wait SECONDS`` waits that long for a running merge; the default (0) refuses at once. Either way a
+    refusal is one line and nothing is changed.
+    """
+    wait = float(args.wait or 0)
+    try:
+        with write_lock(store, wait=wait > 0, timeout_seconds=wait):
+            yield
+    except StoreLockedError as exc:
+        raise MktdynError(
+            f"a sync run holds the write lock of the store at {store.safe_url}; nothing was changed; run this "
+            f"again when it has finished, or pass --wait SECONDS (waited {wait:g} s)"
+        ) from exc
+
+
+def cmd_unlink(args: argparse.Namespace) -> int:
+    """Forget the link of one person (the next run matches it again, by email)."""
+    store = _store(args)
+    table_ = tables.pairs
+    with _write_lock(store, args), store.transaction() as connection:
+        pair = connection.execute(sa.select(table_).where(table_.c.marketo_id == str(args.person))).first()
+        if pair is None:
+            raise MktdynError(f"person {args.person} is not linked")
+        connection.execute(sa.delete(table_).where(table_.c.pair_id == pair.pair_id))
+        _mark_dirty(connection, str(args.person), pair.entity, pair.dynamics_id)
+        run_id = f"{new_run_id()}-unlink"
+        connection.execute(
+            sa.insert(tables.runs).values(
+                run_id=run_id, mode="manual", status="succeeded", started_at=now_iso(), finished_at=now_iso()
+            )
+        )
+        record_activities(
+            store,
+            run_id,
+            [
+                Activity(
+                    "unlinked",
+                    str(args.person),
+                    pair.entity,
+                    pair.dynamics_id,
+                    "none",
+                    rule="manual unlink (mktdyn unlink)",
+                )
+            ],
+            connection,
+        )
+    sys.stdout.write(f"person {args.person} unlinked from {pair.entity} {pair.dynamics_id}\n")
+    return 0
+
+
+def _mapped_field(args: argparse.Namespace, field: str) -> None:
+    """Refuse a field the run's field map does not map (a typo would otherwise change nothing, silently)."""
+    from target_mktdyn_merge.sync.engine import load_field_map
+
+    mapped = load_field_map(_config(args)).marketo_fields()
+    if field not in mapped:
+        raise MktdynError(
+            f"field {field!r} is not a Marketo field of the field map (setting field_map; mapped: "
+            f"{', '.join(sorted(mapped)[:8])}{', ...' if len(mapped) > 8 else ''})"
+        )
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    """Forget the baseline (and ping-pong guard) of a field so the next run compares it afresh."""
+    _mapped_field(args, args.field)
+    store = _store(args)
+    pairs = tables.pairs
+    changed = 0
+    with _write_lock(store, args), store.transaction() as connection:
+        query = sa.select(pairs)
+        if args.person:
+            query = query.where(pairs.c.marketo_id == str(args.person))
+        selected = connection.execute(query).all()
+        if args.person and not selected:
+            raise MktdynError(f"person {args.person} is not linked")
+        for pair in selected:
+            baseline = json.loads(pair.baseline)
+            guard = json.loads(pair.guard)
+            if args.field not in baseline and args.field not in guard:
+                continue
+            baseline.pop(args.field, None)
+            guard.pop(args.field, None)
+            connection.execute(
+                sa.update(pairs)
+                .where(pairs.c.pair_id == pair.pair_id)
+                .values(baseline=json.dumps(baseline), guard=json.dumps(guard))
+            )
+            _mark_dirty(connection, pair.marketo_id, pair.entity, pair.dynamics_id)
+            changed += 1
+    sys.stdout.write(f"baseline of {args.field!r} forgotten on {changed} pair(s); the next sync re-merges them\n")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Create the store or bring its schema to this release's (the one command that may)."""
+    url = _store_url(args)
+    store = Store(url)
+    try:
+        with store.transaction() as connection:
+            exists = sa.inspect(connection).has_table(tables.schema_version.name)
+            before = (
+                connection.execute(sa.select(sa.func.max(tables.schema_version.c.version))).scalar() if exists else None
+            )
+        after = store.migrate()
+    finally:
+        store.close()
+    if before is None:
+        sys.stdout.write(f"created the store at {store.safe_url} (schema version {after})\n")
+    elif before == after:
+        sys.stdout.write(f"the store at {store.safe_url} is already at schema version {after}\n")
+    else:
+        sys.stdout.write(f"upgraded the store at {store.safe_url} from schema version {before} to {after}\n")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Preflight the settings against both live APIs."""
+    from target_mktdyn_merge.ops.check import run_check
+
+    sys.stdout.write(f"Configuration: {config_source(args.config)}\n")
+    failures = run_check(_config(args), sys.stdout)
+    sys.stdout.write("\nAll checks passed.\n" if not failures else f"\n{failures} check(s) failed.\n")
+    return 0 if not failures else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Read both systems for the linked pairs; exit 1 on a disagreement nothing in the store explains."""
+    from target_mktdyn_merge.ops.verify import render_jsonl, render_text, run_verify
+
+    config = _config(args)
+    store = _store(args)
+    result = run_verify(config, store, sample=args.sample, person=args.person, seed=args.seed)
+    (render_jsonl if args.format == "jsonl" else render_text)(result, sys.stdout)
+    return 1 if result.drift else 0
+
+
+def _mark_dirty(connection: sa.Connection, person_id: str, entity: str, dynamics_id: str) -> None:
+    staged = tables.staged
+    stream = "dynamics_leads" if entity == "lead" else "dynamics_contacts"
+    for source, record_id in (("marketo_leads", person_id), (stream, dynamics_id)):
+        connection.execute(
+            sa.update(staged).where(staged.c.source == source, staged.c.record_id == record_id).values(merged_seq=0)
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mktdyn`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="mktdyn",
+        description="Read and steer the mktdyn store (report, activity log, status, unlink, resync), upgrade its "
+        "schema (db upgrade), and preflight the target's settings (check). Only `db upgrade` creates or migrates "
+        "a store.",
+    )
+    parser.add_argument(
+        "--store-url",
+        help="store URL (default: the target's store_url as the run resolves it: under Meltano its configuration, "
+        "otherwise $TARGET_MKTDYN_MERGE_STORE_URL or $MKTDYN_STORE_URL; else .mktdyn/store.db)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    report = commands.add_parser("report", help="the report of a run (default: the last merge)")
+    report.add_argument("--run", help="run id")
+    report.set_defaults(func=cmd_report)
+    activity = commands.add_parser("activity", help="the activity log of a run")
+    activity.add_argument("--run", help="run id (default: the last merge)")
+    activity.add_argument("--all", action="store_true", help="every run")
+    activity.add_argument("--format", choices=["table", "jsonl"], default="table")
+    activity.set_defaults(func=cmd_activity)
+    status = commands.add_parser("status", help="pairs, pending writes and recent runs")
+    status.add_argument("--limit", type=int, default=5, help="how many recent runs to list")
+    status.set_defaults(func=cmd_status)
+    unlink = commands.add_parser("unlink", help="forget a person's link")
+    unlink.add_argument("person", help="Marketo person id")
+    unlink.add_argument("--wait", type=float, default=0, help="seconds to wait for a running sync (default: 0)")
+    unlink.set_defaults(func=cmd_unlink)
+    resync = commands.add_parser("resync", help="forget a field's baseline so the next run re-merges it")
+    resync.add_argument("--field", required=True, help="Marketo field name of the mapping")
+    resync.add_argument("--person", help="only this Marketo person")
+    resync.add_argument("--wait", type=float, default=0, help="seconds to wait for a running sync (default: 0)")
+    resync.set_defaults(func=cmd_resync)
+    check = commands.add_parser("check", help="preflight: settings, store, both APIs, field map, policies")
+    check.add_argument(
+        "--config",
+        help="the target's config JSON (default: under Meltano, the target's resolved configuration; "
+        "otherwise the MKTDYN_* environment variables)",
+    )
+    check.set_defaults(func=cmd_check)
+    db = commands.add_parser("db", help="the store's schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="create the store or upgrade its schema to this release's")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    verify = commands.add_parser("verify", help="read both systems for the linked pairs; exit 1 on unexplained drift")
+    which = verify.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every linked pair (the default)")
+    which.add_argument("--sample", type=int, metavar="N", help="a random sample of N pairs")
+    which.add_argument("--person", help="only this Marketo person's pair")
+    verify.add_argument("--seed", type=int, help="seed of --sample's random choice (repeatable samples)")
+    verify.add_argument("--format", choices=["text", "jsonl"], default="text")
+    verify.add_argument(
+        "--config",
+        help="the target's config JSON (default: under Meltano, the target's resolved configuration; "
+        "otherwise the MKTDYN_* environment variables)",
+    )
+    verify.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mktdyn`` console script; errors become one line on stderr."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0  # the reader has what it wanted (`mktdyn report | head -1`)
+    except MktdynError as exc:
+        lines = [line.strip() for line in redact(str(exc)).splitlines() if line.strip()]
+        sys.stderr.write(f"mktdyn: {' '.join(lines)}\n")
+        return 1
+    return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout to redirect
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Singer target: reads the taps' messages, stages them, starts the merge."""

@@ -1,0 +1,240 @@
+"""The target's settings (docs/architecture.md §9.4), declared once; ``target.py`` exposes them as config_jsonschema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mktdyn_common.settings import number_setting
+from singer_sdk import typing as th
+from tap_dynamics_leads.tap import TapDynamicsLeads
+from tap_marketo_leads.tap import TapMarketoLeads
+
+from target_mktdyn_merge.core.policies import setting_docs
+
+#: Titles and descriptions of the create/delete settings, defined with their behaviour in ``policies``.
+DOCS = setting_docs()
+
+#: Tap settings the target reuses for its write connections, under a system prefix.
+CONNECTION_SETTINGS = {
+    "marketo": (
+        "base_url",
+        "client_id",
+        "client_secret",
+        "ca_bundle",
+        "proxy",
+        "request_timeout",
+        "user_agent",
+        "page_size",
+        "max_daily_calls",
+    ),
+    "dynamics": (
+        "base_url",
+        "tenant_id",
+        "client_id",
+        "client_secret",
+        "client_certificate_path",
+        "client_certificate_thumbprint",
+        "auth_flow",
+        "username",
+        "password",
+        "authority_host",
+        "ca_bundle",
+        "proxy",
+        "request_timeout",
+        "user_agent",
+        "page_size",
+        "api_version",
+    ),
+}
+
+
+def _connection_properties(system: str, tap_schema: dict[str, Any]) -> list[th.Property[Any]]:
+    """The tap's connection settings under ``{system}_``, same types, titles, defaults and secrecy."""
+    properties = []
+    for name in CONNECTION_SETTINGS[system]:
+        source = tap_schema["properties"][name]
+        wrapped = th.CustomType(
+            {k: v for k, v in source.items() if k not in ("title", "description", "default", "secret", "writeOnly")}
+        )
+        properties.append(
+            th.Property(
+                f"{system}_{name}",
+                wrapped,
+                title=f"{system.capitalize()}: {source.get('title', name)}",
+                description=f"{source.get('description', '')} (same as the tap's {name!r} setting)".strip(),
+                default=source.get("default"),
+                secret=bool(source.get("secret")),
+            )
+        )
+    return properties
+
+
+def build_config_schema() -> dict[str, Any]:
+    """The full settings schema of target-mktdyn-merge."""
+    return th.PropertiesList(
+        th.Property(
+            "store_url",
+            th.StringType,
+            title="Store URL",
+            description="SQLAlchemy URL of the store; default sqlite:///<MELTANO_PROJECT_ROOT or cwd>/"
+            ".mktdyn/store.db; postgresql+psycopg://user:pass@host/db for teams. Secret: it may carry the "
+            "database password.",
+            secret=True,
+        ),
+        th.Property(
+            "merge",
+            th.BooleanType,
+            default=True,
+            title="Merge after staging",
+            description="true: stage, then match, merge and write back; false: only stage (the first "
+            "leg of the job, target-mktdyn-stage).",
+        ),
+        th.Property(
+            "dry_run",
+            th.BooleanType,
+            default=False,
+            title="Dry run",
+            description="Compute and log everything, write nothing to either system.",
+        ),
+        th.Property(
+            "lock_wait",
+            th.BooleanType,
+            default=True,
+            title="Wait for the store's write lock",
+            description="Only one run merges and writes at a time. true: a run that finds another one "
+            "writing waits for it (up to lock_timeout_seconds); false: it exits non-zero at once, "
+            "having written nothing.",
+        ),
+        th.Property(
+            "lock_timeout_seconds",
+            th.CustomType(number_setting()),
+            default=600,
+            title="Write lock timeout (seconds)",
+            description="How long a run waits for another run's write lock (when lock_wait is true) "
+            "before it exits non-zero, having written nothing.",
+        ),
+        *_connection_properties("marketo", TapMarketoLeads.config_jsonschema),
+        *_connection_properties("dynamics", TapDynamicsLeads.config_jsonschema),
+        th.Property(
+            "field_map",
+            th.ObjectType(additional_properties=True),
+            title="Field map",
+            description="Pairs Marketo fields with Dynamics columns per entity; see the README. Empty "
+            "uses the default map.",
+        ),
+        th.Property(
+            "create_in_dynamics",
+            th.StringType,
+            default="flagged",
+            allowed_values=["never", "flagged", "always"],
+            title=DOCS["create_in_dynamics"][0],
+            description=DOCS["create_in_dynamics"][1],
+        ),
+        th.Property(
+            "create_flag_field",
+            th.StringType,
+            default="syncToDynamics",
+            title=DOCS["create_flag_field"][0],
+            description=DOCS["create_flag_field"][1],
+        ),
+        th.Property(
+            "create_in_marketo",
+            th.BooleanType,
+            default=True,
+            title=DOCS["create_in_marketo"][0],
+            description=DOCS["create_in_marketo"][1],
+        ),
+        th.Property(
+            "lead_subject_template",
+            th.StringType,
+            default="Marketo person {firstName} {lastName}",
+            title="Lead topic template",
+            description="Template of the required lead topic (subject) for leads created from persons; "
+            "{field} placeholders name Marketo fields.",
+        ),
+        th.Property(
+            "delete_from_dynamics",
+            th.StringType,
+            default="ignore",
+            allowed_values=["ignore", "flag", "delete"],
+            title=DOCS["delete_from_dynamics"][0],
+            description=DOCS["delete_from_dynamics"][1],
+        ),
+        th.Property(
+            "delete_from_marketo",
+            th.StringType,
+            default="ignore",
+            allowed_values=["ignore", "flag", "delete"],
+            title=DOCS["delete_from_marketo"][0],
+            description=DOCS["delete_from_marketo"][1],
+        ),
+        th.Property(
+            "delete_flag_field_marketo",
+            th.StringType,
+            default="deletedInDynamics",
+            title=DOCS["delete_flag_field_marketo"][0],
+            description=DOCS["delete_flag_field_marketo"][1],
+        ),
+        th.Property(
+            "delete_flag_field_dynamics",
+            th.StringType,
+            default="mkt_deletedinmarketo",
+            title=DOCS["delete_flag_field_dynamics"][0],
+            description=DOCS["delete_flag_field_dynamics"][1],
+        ),
+        th.Property(
+            "sync_filter_field",
+            th.StringType,
+            default="new_synctomkto",
+            title="Sync filter column",
+            description="Dynamics two-option column; rows where it is explicitly No are not synced. "
+            "Empty syncs everything.",
+        ),
+        th.Property(
+            "enforce_required_levels",
+            th.StringType,
+            default="create",
+            allowed_values=["none", "create", "always"],
+            title="Enforce required levels",
+            description="Enforce Dynamics ApplicationRequired columns: never, on creates (default), or "
+            "on creates and updates. SystemRequired is always enforced.",
+        ),
+        th.Property(
+            "marketo_activity_type",
+            th.StringType,
+            default="",
+            title="Marketo activity type",
+            description="API name of the custom activity type that records sync outcomes in the "
+            "person's activity log (created and approved if missing); empty: not posted.",
+        ),
+        th.Property(
+            "max_record_failures",
+            th.IntegerType,
+            default=1000,
+            title="Maximum record failures",
+            description="Record-level failures (validation, rejected writes) tolerated before the run exits non-zero.",
+        ),
+        th.Property(
+            "max_reconcile_deletes",
+            th.IntegerType,
+            default=100,
+            title="Maximum deletes found by key reconciliation",
+            description="Records a full extraction may miss (and so be treated as deleted, after a read by id "
+            "confirms it) per stream and run; beyond it the run writes nothing and exits non-zero, saying why.",
+        ),
+        th.Property(
+            "max_reconcile_share",
+            th.CustomType(number_setting()),
+            default=0.1,
+            title="Maximum share deleted by key reconciliation",
+            description="Share (0-1) of a stream's live staged records a full extraction may miss per run "
+            "(checked beyond 5 records); beyond it the run writes nothing and exits non-zero, saying why.",
+        ),
+        th.Property(
+            "dynamics_batch_size",
+            th.IntegerType,
+            default=100,
+            title="Dataverse $batch size",
+            description="Operations per Dataverse $batch request (at most 1000).",
+        ),
+    ).to_dict()

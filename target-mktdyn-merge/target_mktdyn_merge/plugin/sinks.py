@@ -1,0 +1,121 @@
+"""The one sink: stages every batch in the store, inside one transaction, before STATE moves on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk.helpers._typing import get_datelike_property_type
+from singer_sdk.sinks import BatchSink
+
+from target_mktdyn_merge.core.crashpoints import crash_point
+from target_mktdyn_merge.core.vocabulary import STREAMS
+from target_mktdyn_merge.plugin.singer_input import QuietRecordValidator
+from target_mktdyn_merge.sync.reconcile import ReconcileBoundError, ReconcileBounds, still_present
+
+if TYPE_CHECKING:
+    from target_mktdyn_merge.plugin.target import TargetMktdynMerge
+
+
+class StagingSink(BatchSink):
+    """Stages records of one stream; the SDK emits STATE only after ``process_batch`` returns."""
+
+    MAX_SIZE_DEFAULT = 5000
+
+    def __init__(self, target: TargetMktdynMerge, *args: Any, **kwargs: Any) -> None:
+        super().__init__(target, *args, **kwargs)
+        self.owner = target  # the SDK keeps no reference; the store and run id live on the target
+        self._datelike_of: dict[str, Any] | None = None
+        self._datelike: dict[str, Any] = {}
+        # The SCHEMA carries only the properties the tap's catalog selects, and comes with every extraction (even
+        # one with no record): recorded now, a deselected field is unknown to the merge at once (docs/architecture.md
+        # §10).
+        self.owner.store.record_selection(self.stream_name, self.schema.get("properties") or {})
+
+    def get_validator(self) -> Any:
+        """The SDK's validator, failing with the field's name instead of logging a traceback."""
+        validator = super().get_validator()
+        return None if validator is None else QuietRecordValidator(validator, self.schema)
+
+    def _parse_timestamps_in_record(self, record: dict[str, Any], schema: dict[str, Any], treatment: Any) -> None:
+        """The SDK's timestamp parsing, on the date-like fields only.
+
+        The SDK asks every field of every record whether its schema is date-like (70 questions per Marketo
+        person, 15% of staging); the answer depends on the schema alone, so it is worked out once here.
+        """
+        properties = schema["properties"]
+        if self._datelike_of is not schema:
+            self._datelike_of = schema
+            self._datelike = {k: v for k, v in properties.items() if get_datelike_property_type(v)}
+        dated = {key: record[key] for key in self._datelike if key in record}
+        if dated:
+            super()._parse_timestamps_in_record(dated, {"properties": self._datelike}, treatment)
+            record.update(dated)
+        if not schema.get("additionalProperties", False):
+            for key in record.keys() - properties.keys() - self._warned_missing_fields:
+                if record[key] is not None:
+                    self.logger.warning("No schema for record field '%s'", key)
+                    self._warned_missing_fields.add(key)
+
+    @property
+    def include_sdc_metadata_properties(self) -> bool:
+        """Always keep ``_sdc_deleted_at``: without it the SDK strips the delete marker (docs/architecture.md §9.3)."""
+        return True
+
+    def activate_version(self, new_version: int) -> None:
+        """A full extraction ended: stage what is buffered, then treat keys it did not return as deletes.
+
+        Bounded and confirmed (:mod:`target_mktdyn_merge.sync.reconcile`): past the bound the run stops with one
+        line, having marked nothing; within it only records a direct read by id no longer finds are deleted.
+        """
+        self.owner.drain_one(self)
+        store = self.owner.store
+        missing, live = store.reconcile_candidates(self.stream_name, new_version)
+        if not missing:
+            return
+        try:
+            ReconcileBounds.from_config(self.config).check(self.stream_name, len(missing), live)
+        except ReconcileBoundError as exc:
+            self.owner.stop(str(exc), exc)
+        present = still_present(self.config, self.stream_name, missing)
+        if present:
+            self.logger.warning(
+                "key reconciliation: %d %s record(s) absent from this full extraction still exist when read by "
+                "id (%s); they are not treated as deleted",
+                len(present),
+                self.stream_name,
+                ", ".join(sorted(present)[:10]),
+            )
+        gone = store.mark_deleted(self.stream_name, [m for m in missing if m not in present], self.owner.run_id)
+        if gone:
+            self.logger.warning(
+                "key reconciliation: %d %s record(s) staged before were absent from this full extraction; "
+                "not found when read by id, they are treated as deleted",
+                gone,
+                self.stream_name,
+            )
+
+    def process_batch(self, context: dict[str, Any]) -> None:
+        """Commit the batch to the store (the merge reads the store, never the stream)."""
+        records = context.get("records", [])
+        if not records:
+            return
+        result = self.owner.store.stage(self.stream_name, records, self.owner.run_id)
+        crash_point("stage-after-commit")  # committed, STATE not yet out: the replay must be harmless
+        if result.future:
+            self.logger.warning(
+                "%d %s record(s) carry a source timestamp more than a day ahead of now (%s%s); staged as of now, "
+                "so later versions of them are not taken for older",
+                len(result.future),
+                self.stream_name,
+                ", ".join(f"{STREAMS[self.stream_name].key}={key}" for key in result.future[:10]),
+                ", ..." if len(result.future) > 10 else "",
+            )
+        self.logger.info(
+            "staged %d %s record(s): %d new, %d changed, %d unchanged, %d older than staged",
+            len(records),
+            self.stream_name,
+            result.inserted,
+            result.updated,
+            result.unchanged,
+            result.older_ignored,
+        )

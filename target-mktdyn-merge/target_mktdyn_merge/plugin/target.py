@@ -1,0 +1,158 @@
+"""target-mktdyn-merge: stages Marketo persons and Dynamics leads/contacts, then merges and writes back."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from mktdyn_common.cli import plugin_main
+from mktdyn_common.redact import protect_secrets, redact
+from mktdyn_common.state import EXTRACTION, FULL, INCREMENTAL
+from singer_sdk import Sink, Target
+
+from target_mktdyn_merge.core.values import now_iso
+from target_mktdyn_merge.core.vocabulary import STREAMS, UnknownStreamError
+from target_mktdyn_merge.plugin.settings import build_config_schema
+from target_mktdyn_merge.plugin.singer_input import CheckedSingerReader, SingerInputError
+from target_mktdyn_merge.plugin.sinks import StagingSink
+from target_mktdyn_merge.store.database import Store, StoreError
+from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
+
+
+class TargetMktdynMerge(Target):
+    """Keeps Marketo persons and Dynamics leads/contacts in step, both ways, field by field."""
+
+    name = "target-mktdyn-merge"
+    config_jsonschema = build_config_schema()
+    default_sink_class = StagingSink
+    message_reader_class = CheckedSingerReader
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(self.message_reader, CheckedSingerReader):
+            self.message_reader.on_bad_input = self.refuse_input
+        self.max_parallelism = 1  # one writer per store connection; staging is I/O on one database anyway
+        protect_secrets(
+            self.config.get(k) for k in ("marketo_client_secret", "dynamics_client_secret", "dynamics_password")
+        )
+        self._store: Store | None = None
+        self._run_id: str | None = None
+        #: When this invocation (and so its tap, which Meltano starts with it) started: its run's start.
+        self._started_at = now_iso()
+        #: How each stream was extracted this run, from the tap's last STATE (``mktdyn_common.state``).
+        self.extraction: dict[str, str] = {}
+
+    @property
+    def store(self) -> Store:
+        """The store, opened and migrated on first use (not at import or construction)."""
+        if self._store is None:
+            store = Store(self.config.get("store_url") or None)
+            store.migrate()
+            self._store = store
+        return self._store
+
+    @property
+    def run_id(self) -> str:
+        """The run id of this invocation; the merging invocation owns the job's run id (docs/architecture.md §9.5)."""
+        if self._run_id is None:
+            mode = (
+                "stage"
+                if not self.config.get("merge", True)
+                else ("dry_run" if self.config.get("dry_run") else "merge")
+            )
+            self._run_id = self.store.start_run(mode, self._started_at)
+        return self._run_id
+
+    def get_sink_class(self, stream_name: str) -> type[Sink]:
+        """Refuse streams the merge does not know, with a message that says what to do."""
+        if stream_name not in STREAMS:
+            raise UnknownStreamError(stream_name)
+        return super().get_sink_class(stream_name)
+
+    def _process_state_message(self, message_dict: dict[str, Any]) -> None:
+        """Note how each stream was extracted (its bookmark's ``extraction``), then let the SDK handle STATE."""
+        value = message_dict.get("value")
+        bookmarks = value.get("bookmarks") if isinstance(value, dict) else None
+        if isinstance(bookmarks, dict):
+            for stream, bookmark in bookmarks.items():
+                if isinstance(bookmark, dict) and bookmark.get(EXTRACTION) in (FULL, INCREMENTAL):
+                    self.extraction[str(stream)] = str(bookmark[EXTRACTION])
+        super()._process_state_message(message_dict)
+
+    def check_store_matches_bookmarks(self) -> None:
+        """Refuse an incremental extraction into a store that never staged the stream in full (architecture §10).
+
+        Meltano keeps the taps' bookmarks; the store keeps what they extracted. With the store deleted or
+        replaced (and the bookmarks kept) a tap extracts only recent changes, and a merge from that would know
+        no links or baselines and end somewhere a clean run does not. A full extraction marks the stream known.
+        """
+        streams = [stream for stream, how in sorted(self.extraction.items()) if stream in STREAMS]
+        for stream in streams:
+            if self.extraction[stream] == FULL:
+                self.store.mark_full_extraction(stream)
+        unknown = [s for s in streams if self.extraction[s] == INCREMENTAL and not self.store.knows_stream(s)]
+        if unknown:
+            self.stop(
+                f"the store at {self.store.safe_url} has never staged a full extraction of {', '.join(unknown)}, "
+                "but the tap extracted only changes since Meltano's bookmark (the store was deleted or replaced); "
+                "nothing was written to either system. To recover, re-extract in full: clear this job's state "
+                "(`meltano state list`, then `meltano state clear --force <state id>` for each) and run the job "
+                "again",
+                None,
+            )
+
+    def refuse_input(self, error: SingerInputError) -> None:
+        """Stop on malformed Singer input with one line naming where it is wrong (docs/architecture.md §9.5).
+
+        What earlier batches staged stays (each batch is one transaction, and its STATE was emitted only
+        after it committed); the run is closed as failed so ``mktdyn report`` says why.
+        """
+        self.stop(str(error), error)
+
+    def stop(self, reason: str, cause: BaseException | None) -> NoReturn:
+        """End the run with one line on stderr (architecture §9.5), closing it as failed in the store if possible.
+
+        The line is the exit message alone (no ERROR log line repeating it); a store that cannot record the
+        failure (it is what failed) does not replace the reason with a second error.
+        """
+        if self._run_id is not None and self._store is not None:
+            try:
+                self._store.finish_run(self._run_id, "failed", error=reason)
+            except StoreError:
+                self.logger.debug("the failed run could not be closed in the store", exc_info=True)
+        raise SystemExit(f"target-mktdyn-merge: {redact(reason)}") from cause
+
+    def process_endofpipe(self) -> None:
+        """Drain (commit, then STATE), then merge when this invocation is the merging one.
+
+        Staging needs no lock (it is idempotent and each batch is one transaction); the merge and its
+        writes hold the store's write lock, so two runs never write at once (docs/architecture.md §7).
+        """
+        try:
+            super().process_endofpipe()
+        except ValueError as exc:  # a record the last drain could not stage (its message names it)
+            self.refuse_input(SingerInputError(None, str(exc)))
+        run_id = self.run_id
+        self.check_store_matches_bookmarks()
+        if not self.config.get("merge", True):
+            self.store.finish_run(run_id, "succeeded", {"staged": self.store.staged_counts()})
+            return
+        from target_mktdyn_merge.sync.engine import run_merge
+
+        try:
+            with write_lock(
+                self.store,
+                wait=self.config.get("lock_wait", True),
+                timeout_seconds=float(self.config.get("lock_timeout_seconds", 600)),
+                logger=self.logger,
+            ):
+                run_merge(self, run_id)
+        except StoreLockedError as exc:
+            self.stop(str(exc), exc)
+
+
+#: The console script (``[project.scripts]``): the SDK command line; a store, configuration or API error ends the
+#: run with one line naming the setting or the API's code (docs/architecture.md §9.5), never a traceback.
+main = plugin_main(TargetMktdynMerge)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The durable store: the only layer that speaks SQL."""

@@ -1,0 +1,207 @@
+"""The outbox: every write is planned in the store before it is sent and confirmed after (docs/architecture.md §4).
+
+A dry run plans with status ``dry_run``: the report shows exactly what would be written, and nothing is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from target_mktdyn_merge.core.values import dumps, now_iso
+from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.activity_log import Activity, activity_from_dict, activity_to_dict
+
+SYSTEMS = ("marketo", "dynamics")
+ACTIONS = ("create", "update", "delete", "flag", "activity")
+
+
+@dataclass
+class PlannedWrite:
+    """One write owed to one system."""
+
+    system: str
+    action: str
+    payload: Mapping[str, Any]
+    entity: str | None = None
+    target_id: str | None = None
+    pair_id: int | None = None
+    idempotency_key: str | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    #: What to log once the write is confirmed (in a dry run: logged at once, as what would be done).
+    activity: Activity | None = None
+
+    def __post_init__(self) -> None:
+        if self.system not in SYSTEMS or self.action not in ACTIONS:
+            raise ValueError(f"unknown write {self.system}/{self.action}")
+
+
+def plan_writes(connection: sa.Connection, run_id: str, writes: Iterable[PlannedWrite], status: str = "planned") -> int:
+    """Record writes in the outbox (``status`` is ``dry_run`` in a dry run)."""
+    at = now_iso()
+    rows = [
+        {
+            "run_id": run_id,
+            "pair_id": w.pair_id,
+            "system": w.system,
+            "action": w.action,
+            "entity": w.entity,
+            "target_id": w.target_id,
+            "idempotency_key": w.idempotency_key,
+            "payload": dumps(dict(w.payload)),
+            "context": dumps({**w.context, "activity": activity_to_dict(w.activity) if w.activity else None}),
+            "status": status,
+            "attempts": 0,
+            "created_at": at,
+            "updated_at": at,
+        }
+        for w in writes
+    ]
+    if rows:
+        connection.execute(sa.insert(tables.outbox), rows)
+    return len(rows)
+
+
+#: Entries still owed: planned, in doubt (sent, no answer seen), or waiting for a retry.
+OWED = ("planned", "sent", "failed", "invalid", "deferred")
+#: Entries a newer plan for the same record replaces (an entry in doubt must be resolved first).
+REPLACEABLE = ("planned", "failed", "invalid", "deferred")
+
+
+@dataclass
+class OutboxEntry:
+    """One stored outbox entry."""
+
+    op_id: int
+    run_id: str
+    pair_id: int | None
+    system: str
+    action: str
+    entity: str | None
+    target_id: str | None
+    idempotency_key: str | None
+    payload: dict[str, Any]
+    context: dict[str, Any]
+    status: str
+    attempts: int
+
+    @property
+    def activity(self) -> Activity | None:
+        """The activity to log when this write is confirmed."""
+        data = self.context.get("activity")
+        return activity_from_dict(data) if data else None
+
+
+def supersede(connection: sa.Connection, writes: Iterable[PlannedWrite]) -> int:
+    """Retire owed entries that a newer plan for the same record replaces; return how many.
+
+    Set-based (one statement per system and 500 keys) rather than one statement per write: planning an
+    initial sync supersedes nothing but used to pay a scan of the owed entries for every planned write.
+    """
+    outbox = tables.outbox
+    keys: dict[str, set[str]] = {}
+    targets: dict[str, set[str]] = {}
+    for write in writes:
+        if write.idempotency_key:
+            keys.setdefault(write.system, set()).add(write.idempotency_key)
+        elif write.target_id and write.action in ("update", "flag"):
+            targets.setdefault(write.system, set()).add(write.target_id)
+    matches: list[sa.ColumnElement[bool]] = []
+    for system, values in keys.items():
+        ordered = sorted(values)
+        matches += [
+            sa.and_(outbox.c.system == system, outbox.c.idempotency_key.in_(ordered[start : start + 500]))
+            for start in range(0, len(ordered), 500)
+        ]
+    for system, values in targets.items():
+        ordered = sorted(values)
+        matches += [
+            sa.and_(
+                outbox.c.system == system,
+                outbox.c.target_id.in_(ordered[start : start + 500]),
+                outbox.c.action.in_(["update", "flag"]),
+            )
+            for start in range(0, len(ordered), 500)
+        ]
+    retired = 0
+    for match in matches:
+        result = connection.execute(
+            sa.update(outbox)
+            .where(match, outbox.c.status.in_(REPLACEABLE))
+            .values(status="superseded", updated_at=now_iso())
+        )
+        retired += result.rowcount or 0
+    return retired
+
+
+def due_entries(connection: sa.Connection, now: str, after_op_id: int = 0, limit: int = 1000) -> list[OutboxEntry]:
+    """Owed entries whose turn has come, oldest first, a page at a time (bounded memory)."""
+    outbox = tables.outbox
+    rows = connection.execute(
+        sa.select(outbox)
+        .where(
+            outbox.c.op_id > after_op_id,
+            sa.or_(
+                outbox.c.status.in_(["planned", "sent"]),
+                sa.and_(
+                    outbox.c.status.in_(["failed", "invalid", "deferred"]),
+                    sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+                ),
+            ),
+        )
+        .order_by(outbox.c.op_id)
+        .limit(limit)
+    ).all()
+    return [
+        OutboxEntry(
+            op_id=row.op_id,
+            run_id=row.run_id,
+            pair_id=row.pair_id,
+            system=row.system,
+            action=row.action,
+            entity=row.entity,
+            target_id=row.target_id,
+            idempotency_key=row.idempotency_key,
+            payload=json.loads(row.payload),
+            context=json.loads(row.context),
+            status=row.status,
+            attempts=row.attempts,
+        )
+        for row in rows
+    ]
+
+
+def mark(
+    connection: sa.Connection,
+    op_ids: Iterable[int],
+    status: str,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    next_attempt_at: str | None = None,
+    count_attempt: bool = False,
+    payload: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> None:
+    """Move entries to ``status`` (with the error seen and when to try again)."""
+    outbox = tables.outbox
+    values: dict[str, Any] = {
+        "status": status,
+        "updated_at": now_iso(),
+        "error_code": error_code,
+        "error_message": error_message,
+        "next_attempt_at": next_attempt_at,
+    }
+    if count_attempt:
+        values["attempts"] = outbox.c.attempts + 1
+    if payload is not None:
+        values["payload"] = dumps(dict(payload))
+    if context is not None:
+        values["context"] = dumps(dict(context))
+    ids = list(op_ids)
+    for start in range(0, len(ids), 500):
+        connection.execute(sa.update(outbox).where(outbox.c.op_id.in_(ids[start : start + 500])).values(**values))

@@ -1,0 +1,126 @@
+"""Pairs (one Marketo person ⇄ one Dynamics lead or contact) and their baselines, as stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from target_mktdyn_merge.core.fieldmap import Entity
+from target_mktdyn_merge.core.merge import BaselineEntry, FieldGuard
+from target_mktdyn_merge.core.values import dumps, now_iso
+from target_mktdyn_merge.store import schema as tables
+
+_CHUNK = 500
+
+
+@dataclass
+class Pair:
+    """A link and what was last confirmed stored on each side, per field."""
+
+    marketo_id: str
+    entity: Entity
+    dynamics_id: str
+    authority: str
+    pair_id: int | None = None
+    first_merge_done: bool = False
+    baseline: dict[str, BaselineEntry] = field(default_factory=dict)
+    guards: dict[str, FieldGuard] = field(default_factory=dict)
+
+
+def _from_row(row: sa.Row[Any]) -> Pair:
+    mapping = row._mapping
+    return Pair(
+        marketo_id=str(mapping["marketo_id"]),
+        entity="contact" if mapping["entity"] == "contact" else "lead",
+        dynamics_id=str(mapping["dynamics_id"]),
+        authority=str(mapping["authority"]),
+        pair_id=int(mapping["pair_id"]),
+        first_merge_done=bool(mapping["first_merge_done"]),
+        baseline={k: BaselineEntry.from_dict(v) for k, v in json.loads(str(mapping["baseline"])).items()},
+        guards={k: FieldGuard.from_dict(v) for k, v in json.loads(str(mapping["guard"])).items()},
+    )
+
+
+def pairs_by_person(connection: sa.Connection, person_ids: Iterable[str]) -> dict[str, Pair]:
+    """Existing pairs of these Marketo persons."""
+    table = tables.pairs
+    ids = sorted(set(person_ids))
+    found: dict[str, Pair] = {}
+    for start in range(0, len(ids), _CHUNK):
+        for row in connection.execute(sa.select(table).where(table.c.marketo_id.in_(ids[start : start + _CHUNK]))):
+            pair = _from_row(row)
+            found[pair.marketo_id] = pair
+    return found
+
+
+def pairs_by_dynamics(connection: sa.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Pair]:
+    """Existing pairs of these (entity, Dynamics id) rows."""
+    table = tables.pairs
+    found: dict[tuple[str, str], Pair] = {}
+    by_entity: dict[str, list[str]] = {}
+    for entity, row_id in keys:
+        by_entity.setdefault(entity, []).append(row_id)
+    for entity, ids in by_entity.items():
+        for start in range(0, len(ids), _CHUNK):
+            query = sa.select(table).where(
+                table.c.entity == entity, table.c.dynamics_id.in_(ids[start : start + _CHUNK])
+            )
+            for row in connection.execute(query):
+                pair = _from_row(row)
+                found[(pair.entity, pair.dynamics_id)] = pair
+    return found
+
+
+def _pair_values(pair: Pair) -> dict[str, Any]:
+    return {
+        "marketo_id": pair.marketo_id,
+        "entity": pair.entity,
+        "dynamics_id": pair.dynamics_id,
+        "authority": pair.authority,
+        "first_merge_done": pair.first_merge_done,
+        "baseline": dumps({k: v.to_dict() for k, v in pair.baseline.items()}),
+        "guard": dumps({k: v.to_dict() for k, v in pair.guards.items()}),
+    }
+
+
+def save_pair(connection: sa.Connection, pair: Pair, run_id: str) -> None:
+    """Insert or update a pair (a moved pair keeps its row; its Dynamics side changes)."""
+    save_pairs(connection, [pair], run_id)
+
+
+def save_pairs(connection: sa.Connection, pairs: Iterable[Pair], run_id: str) -> None:
+    """Insert or update many pairs in two statements (an initial sync links tens of thousands).
+
+    Updates go first, so a pair that moved frees its old Dynamics row before a new pair may take it. New
+    pairs get their ids back in the order they were given (``sort_by_parameter_order``).
+    """
+    table = tables.pairs
+    pairs = list(pairs)
+    known = [p for p in pairs if p.pair_id is not None]
+    new = [p for p in pairs if p.pair_id is None]
+    if known:
+        columns = list(_pair_values(known[0]))
+        connection.execute(
+            sa.update(table)
+            .where(table.c.pair_id == sa.bindparam("b_pair_id"))
+            .values({c: sa.bindparam(f"b_{c}") for c in columns}),
+            [{"b_pair_id": p.pair_id, **{f"b_{k}": v for k, v in _pair_values(p).items()}} for p in known],
+        )
+    if new:
+        linked_at = now_iso()
+        rows = [{"linked_at": linked_at, "linked_run": run_id, **_pair_values(p)} for p in new]
+        inserted = connection.execute(
+            sa.insert(table).returning(table.c.pair_id, sort_by_parameter_order=True), rows
+        ).all()
+        for pair, row in zip(new, inserted, strict=True):
+            pair.pair_id = int(row.pair_id)
+
+
+def delete_pair(connection: sa.Connection, pair: Pair) -> None:
+    """Unlink: forget the pair and its baseline."""
+    if pair.pair_id is not None:
+        connection.execute(sa.delete(tables.pairs).where(tables.pairs.c.pair_id == pair.pair_id))

@@ -1,0 +1,372 @@
+"""What happens in the store when a write is confirmed, rejected or in doubt.
+
+A confirmed write moves the pair's baseline to what the system stored (docs/architecture.md §4: the baseline is what
+each system stored, not what we sent), creates the pair of a record just created, and logs the activity the plan
+attached to the write. A rejected write stays owed and is retried after a backoff or replaced when its inputs
+change. Every transition is one transaction; the outcomes of one API call share one (:meth:`Outcomes.batch`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from target_mktdyn_merge.core.fieldmap import Entity
+from target_mktdyn_merge.core.merge import BaselineEntry, snapshot_baseline
+from target_mktdyn_merge.core.normalize import canonical
+from target_mktdyn_merge.core.pair_merge import MergeContext
+from target_mktdyn_merge.core.values import utc_iso
+from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, written_stream
+from target_mktdyn_merge.store.activity_log import FAILURE_ACTIONS, Activity, FieldChange, record_activities
+from target_mktdyn_merge.store.database import Store, record_confirmed_write
+from target_mktdyn_merge.store.outbox import OutboxEntry, mark
+from target_mktdyn_merge.store.pairs import Pair, pairs_by_dynamics, pairs_by_person, save_pair
+
+#: Retry a rejected write after 5 min, 10, 20, ... at most 6 h.
+RETRY_BASE = timedelta(minutes=5)
+RETRY_CAP = timedelta(hours=6)
+
+
+def retry_at(attempts: int, now: datetime | None = None) -> str:
+    """When a write rejected ``attempts`` times is worth another try."""
+    delay = min(RETRY_CAP, RETRY_BASE * (2 ** max(0, attempts - 1)))
+    return utc_iso((now or datetime.now(UTC)) + delay)
+
+
+@dataclass
+class Outcomes:
+    """Records outcomes of one run's write-back and counts them."""
+
+    store: Store
+    run_id: str
+    merge_context: MergeContext
+    counts: Counter[str] = field(default_factory=Counter)
+    #: Inside :meth:`batch`: activities and confirmed op ids written when the batch ends, in one statement each.
+    _held_activities: list[Activity] | None = field(default=None, init=False, repr=False)
+    _held_confirmed: list[int] = field(default_factory=list, init=False, repr=False)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Record the outcomes of one API call in one transaction (see :meth:`Store.batched`).
+
+        Their activities and "confirmed" marks are held and written together just before the commit: per
+        record they were a statement each, the larger part of recording an initial sync's outcomes.
+        """
+        if self._held_activities is not None:
+            yield
+            return
+        with self.store.batched(), self.store.transaction() as connection:
+            self._held_activities, self._held_confirmed = [], []
+            try:
+                yield
+                record_activities(self.store, self.run_id, self._held_activities, connection)
+                mark(connection, self._held_confirmed, "confirmed", count_attempt=True)
+            finally:
+                self._held_activities, self._held_confirmed = None, []
+
+    def _log(self, connection: sa.Connection, activity: Activity) -> None:
+        if self._held_activities is not None:
+            self._held_activities.append(activity)
+        else:
+            record_activities(self.store, self.run_id, [activity], connection)
+        self.counts[activity.action] += 1
+
+    # -- failures --------------------------------------------------------------------------------
+    def invalid(self, entry: OutboxEntry, violations: list[tuple[str, str, str]], system: str) -> None:
+        """A payload that failed validation: never sent, logged with field and rule, retried later."""
+        activity = _activity_for(entry, "validation_failed")
+        activity.fields = [FieldChange(name, None, entry.payload.get(name)) for name, _, _ in violations]
+        activity.rule = "; ".join(f"{name}: {rule}" for name, rule, _ in violations)
+        activity.error_code = violations[0][1] if violations else "invalid"
+        activity.error_message = " | ".join(message for _, _, message in violations)
+        activity.details = {**activity.details, "system": system, "action": entry.action}
+        with self.store.transaction() as connection:
+            mark(
+                connection,
+                [entry.op_id],
+                "invalid",
+                error_code=activity.error_code,
+                error_message=activity.error_message,
+                next_attempt_at=retry_at(entry.attempts + 1),
+                count_attempt=True,
+            )
+            self._log(connection, activity)
+
+    def failed(self, entry: OutboxEntry, code: str, message: str, *, final: bool = False) -> None:
+        """A write the API rejected: stays owed (or, ``final``, given up because its target is gone)."""
+        activity = _activity_for(entry, "write_failed")
+        activity.error_code = code
+        activity.error_message = message
+        with self.store.transaction() as connection:
+            mark(
+                connection,
+                [entry.op_id],
+                "cancelled" if final else "failed",
+                error_code=code,
+                error_message=message,
+                next_attempt_at=None if final else retry_at(entry.attempts + 1),
+                count_attempt=True,
+            )
+            self._log(connection, activity)
+
+    def deferred(self, entry: OutboxEntry, reason: str) -> None:
+        """A write that lost a race twice (412 after a re-merge): retried on the next run."""
+        activity = _activity_for(entry, "deferred")
+        activity.rule = reason
+        with self.store.transaction() as connection:
+            mark(connection, [entry.op_id], "deferred", error_code="412", error_message=reason, count_attempt=True)
+            self._log(connection, activity)
+
+    def superseded(self, entry: OutboxEntry, activities: list[Activity]) -> None:
+        """A write a re-merge found unnecessary or replaced; the re-merge's decisions are logged instead."""
+        with self.store.transaction() as connection:
+            mark(connection, [entry.op_id], "superseded")
+            for activity in activities:
+                self._log(connection, activity)
+
+    def noted(self, activities: list[Activity]) -> None:
+        """Log decisions a re-merge made (collisions, blocked fields) next to the write it replaced."""
+        if not activities:
+            return
+        with self.store.transaction() as connection:
+            for activity in activities:
+                self._log(connection, activity)
+
+    # -- confirmations ---------------------------------------------------------------------------
+    def confirmed(
+        self,
+        entry: OutboxEntry,
+        stored: Mapping[str, Any] | None = None,
+        created_id: str | None = None,
+        linked_existing: bool = False,
+    ) -> None:
+        """A write the system acknowledged; ``stored`` is what it is known to store afterwards.
+
+        ``stored`` is Dataverse's ``return=representation`` row, or the Marketo person read back after the
+        ``leads.json`` call; ``None`` when nothing confirms what landed (the Marketo read-back failed): the
+        write is done, but the baseline of its fields does not move, so the next extraction confirms them (a
+        value that landed is then in sync; one that did not is written again and checked again).
+
+        A written field whose stored value differs from the one sent (after the merge's normalization) did
+        not land: it is logged as ``write_ignored`` (field, sent and stored value; a record failure), never
+        as ``updated``. Its baseline becomes what each side holds (the stored value, the other side's value):
+        the divergence is then *stable*, so the write is not retried every run (no ping-pong against a system
+        that will ignore it again), and it is not forgotten either: the log names it, ``mktdyn verify``
+        explains the disagreement by it, and the next change on either side is merged (and checked) afresh.
+        One exception: a stored value that is neither the one sent nor the one the record held before the
+        write (someone edited it between the write and the read-back) keeps its old baseline, so the next
+        merge sees that edit as a change and merges it instead of keeping it as a stable divergence.
+        """
+        activity = entry.activity
+        ignored = [] if stored is None or linked_existing or entry.action == "delete" else self._ignored(entry, stored)
+        with self.store.transaction() as connection:
+            if entry.action == "update":
+                self._move_baseline(connection, entry, stored, self._moved_meanwhile(entry, ignored))
+                if entry.target_id:  # overlapping runs re-read this record before merging it (store.stale_records)
+                    record_confirmed_write(connection, written_stream(entry.system, entry.entity), entry.target_id)
+            elif entry.action == "create" and created_id is not None:
+                self._pair_created(connection, entry, created_id, stored or {}, linked_existing=linked_existing)
+            if self._held_activities is not None:
+                self._held_confirmed.append(entry.op_id)
+            else:
+                mark(connection, [entry.op_id], "confirmed", count_attempt=True)
+            if entry.system == "marketo" and entry.action == "create" and created_id is not None:
+                person_id: str | None = created_id
+            else:
+                person_id = None
+            if activity is not None:
+                if person_id is not None:
+                    activity.person_id = person_id
+                if entry.system == "dynamics" and entry.action == "create" and created_id is not None:
+                    activity.dynamics_id = created_id
+                if linked_existing:
+                    activity.action = "linked"
+                    activity.rule = f"{activity.rule}; it already existed, so it was linked, not created"
+                # The write it confirms, so the log accounts for every write (as failures already do).
+                activity.details = {**activity.details, "op_id": entry.op_id}
+                if stored is None and entry.system == "marketo" and entry.action == "update":
+                    activity.details = {**activity.details, "read_back": "unavailable: the next extraction confirms"}
+                names = {name for name, _, _ in ignored}
+                kept = [change for change in activity.fields if change.field not in names]
+                if kept or not ignored or activity.action != "updated":
+                    activity.fields = kept if activity.action == "updated" else activity.fields
+                    self._log(connection, activity)
+            if ignored:
+                self._log(connection, self._ignored_activity(entry, ignored, person_id, created_id))
+
+    def _moved_meanwhile(self, entry: OutboxEntry, ignored: list[tuple[str, Any, Any]]) -> frozenset[str]:
+        """Ignored fields whose stored value is not the pre-write one (from the planned activity) either."""
+        if not ignored or entry.activity is None:
+            return frozenset()
+        before = {change.field: change.old for change in entry.activity.fields}
+        entity = entry.entity or entry.context.get("entity") or "lead"
+        options = self.merge_context.metadata.options(entity)
+        moved = set()
+        for name, _, landed in ignored:
+            rule = (
+                self.merge_context.field_map.by_marketo(entity, name)
+                if entry.system == "marketo"
+                else self.merge_context.field_map.by_dynamics(entity, name)
+            )
+            if rule is None or name not in before:
+                continue
+            option_set = options.get(rule.dynamics)
+            if canonical(rule.kind, landed, option_set) != canonical(rule.kind, before[name], option_set):
+                moved.add(name)
+        return frozenset(moved)
+
+    def _ignored(self, entry: OutboxEntry, stored: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+        """(name, sent, stored) of every mapped field sent whose stored value differs after normalization."""
+        entity = entry.entity or entry.context.get("entity") or "lead"
+        options = self.merge_context.metadata.options(entity)
+        found = []
+        for rule in self.merge_context.field_map.rules(entity):
+            name = rule.marketo if entry.system == "marketo" else rule.dynamics
+            if name not in entry.payload or name not in stored:
+                continue
+            option_set = options.get(rule.dynamics)
+            sent, landed = entry.payload[name], stored[name]
+            if canonical(rule.kind, sent, option_set) != canonical(rule.kind, landed, option_set):
+                found.append((name, sent, landed))
+        return found
+
+    @staticmethod
+    def _ignored_activity(
+        entry: OutboxEntry, ignored: list[tuple[str, Any, Any]], person_id: str | None, created_id: str | None
+    ) -> Activity:
+        system = "Marketo" if entry.system == "marketo" else "Dynamics"
+        planned = entry.activity
+        words = "; ".join(f"{name}: sent {sent!r}, {system} stored {landed!r}" for name, sent, landed in ignored)
+        dynamics_id = entry.target_id if entry.system == "dynamics" else entry.context.get("dynamics_id")
+        if entry.system == "dynamics" and created_id is not None:
+            dynamics_id = created_id
+        return Activity(
+            "write_ignored",
+            person_id
+            or (planned.person_id if planned else None)
+            or (entry.target_id if entry.system == "marketo" else entry.context.get("person_id")),
+            planned.entity if planned and planned.entity else entry.entity or entry.context.get("entity"),
+            dynamics_id,
+            f"to_{entry.system}",
+            fields=[FieldChange(name, sent, landed) for name, sent, landed in ignored],
+            rule=f"{system} acknowledged the {entry.action} but did not store the value sent; the baseline "
+            "keeps what each side holds, so the next change on either side is merged afresh",
+            error_code="write_ignored",
+            error_message=f"{system} {entry.action} of {entry.entity or 'person'} "
+            f"{entry.target_id or created_id or '(new)'}: {words}",
+            details={
+                "op_id": entry.op_id,
+                "sent": {name: sent for name, sent, _ in ignored},
+                "stored": {name: landed for name, _, landed in ignored},
+            },
+        )
+
+    def _move_baseline(
+        self,
+        connection: sa.Connection,
+        entry: OutboxEntry,
+        stored: Mapping[str, Any] | None,
+        keep: frozenset[str] = frozenset(),
+    ) -> None:
+        """Move the written fields' baseline to what the system stored (a field it ignored included).
+
+        Dataverse's representation lacking a column counts as stored as sent; a Marketo write with no
+        read-back (``stored`` None) moves nothing, nor do fields in ``keep`` (see :meth:`confirmed`).
+        """
+        if stored is None and entry.system == "marketo":
+            return
+        landed = stored or {}
+        pair = self._pair_of(connection, entry)
+        if pair is None:
+            return
+        options = self.merge_context.metadata.options(pair.entity)
+        for written in entry.context.get("fields", []):
+            kind, field_name, column = written["kind"], written["field"], written["column"]
+            if (column if entry.system == "dynamics" else field_name) in keep:
+                continue
+            if entry.system == "dynamics":
+                value = landed.get(column, entry.payload.get(column))
+                pair.baseline[field_name] = BaselineEntry(written["other"], canonical(kind, value, options.get(column)))
+            else:
+                value = landed.get(field_name, entry.payload.get(field_name))
+                pair.baseline[field_name] = BaselineEntry(canonical(kind, value, options.get(column)), written["other"])
+        save_pair(connection, pair, self.run_id)
+
+    def _pair_of(self, connection: sa.Connection, entry: OutboxEntry) -> Pair | None:
+        person_id = entry.context.get("person_id") if entry.system == "dynamics" else entry.target_id
+        if person_id is None:
+            return None
+        pair = pairs_by_person(connection, [str(person_id)]).get(str(person_id))
+        expected = entry.target_id if entry.system == "dynamics" else entry.context.get("dynamics_id")
+        return pair if pair is not None and pair.dynamics_id == expected else None
+
+    def _pair_created(
+        self,
+        connection: sa.Connection,
+        entry: OutboxEntry,
+        created_id: str,
+        stored: Mapping[str, Any],
+        *,
+        linked_existing: bool = False,
+    ) -> None:
+        """Link a record just created to its source, with a baseline of both as stored.
+
+        A record that already existed (the create was refused because its email is taken) was not written
+        by us: it holds its own values, not the payload, so the pair gets no baseline and its first merge
+        decides as any first link does (the authority wins a collision; a blank never overwrites a value).
+        A baseline of the payload would make every field where the record differs look changed on its side.
+        """
+        context = self.merge_context
+        if entry.system == "dynamics":
+            person_id = str(entry.context["person_id"])
+            person = self.store.staged_record("marketo_leads", person_id)
+            marketo_fields = person.fields if person is not None else {}
+            dynamics_fields = {**entry.payload, **stored}
+            pair = Pair(person_id, "lead", created_id, "marketo")
+        else:
+            entity: Entity = "contact" if entry.context.get("entity") == "contact" else "lead"
+            dynamics_id = str(entry.context["dynamics_id"])
+            row = self.store.staged_record(DYNAMICS_STREAM[entity], dynamics_id)
+            dynamics_fields = row.fields if row is not None else {}
+            marketo_fields = {**entry.payload, **stored}
+            pair = Pair(created_id, entity, dynamics_id, "marketo" if entity == "lead" else "dynamics")
+        if pairs_by_person(connection, [pair.marketo_id]) or pairs_by_dynamics(
+            connection, [(pair.entity, pair.dynamics_id)]
+        ):
+            return  # linked meanwhile (an earlier confirmation of the same record): keep that link
+        if linked_existing:
+            save_pair(connection, pair, self.run_id)
+            return
+        pair.baseline = snapshot_baseline(
+            pair.entity, marketo_fields, dynamics_fields, context.field_map, context.metadata.options(pair.entity)
+        )
+        pair.first_merge_done = True
+        save_pair(connection, pair, self.run_id)
+
+    def failures(self) -> int:
+        """Record-level failures so far (validation and rejected writes)."""
+        return sum(self.counts[action] for action in FAILURE_ACTIONS)
+
+
+def _activity_for(entry: OutboxEntry, action: str) -> Activity:
+    """The planned activity of a write, turned into a failure/deferral record of the same record."""
+    planned = entry.activity
+    direction = f"to_{entry.system}"
+    if planned is None:
+        return Activity(
+            action,
+            entry.context.get("person_id"),
+            entry.entity,
+            entry.context.get("dynamics_id"),
+            direction,
+            details={"op_id": entry.op_id},
+        )
+    planned.action = action
+    planned.details = {**planned.details, "op_id": entry.op_id, "planned": entry.action}
+    return planned
