@@ -13,9 +13,9 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from target_mktdyn_merge.core.vocabulary import ACTIVITY_ACTIONS as ACTIONS
 from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, STREAMS
 from target_mktdyn_merge.store import schema as tables
-from target_mktdyn_merge.store.activity_log import ACTIONS
 from target_mktdyn_merge.store.database import Store
 
 RUN_STATUSES = {"running", "succeeded", "failed"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from target_mktdyn_merge.store.activity_log import Activity, FieldChange, activity_from_dict, activity_to_dict
+from target_mktdyn_merge.core.activity import Activity, FieldChange, activity_from_dict, activity_to_dict
 
 
 def test_activity_to_dict_is_asdict_and_round_trips() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule, Side
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule
 from target_mktdyn_merge.core.merge import (
     FIRST_LINK_BLANK_RULE,
     NO_BASELINE_BLANK_RULE,
@@ -36,6 +36,7 @@ from target_mktdyn_merge.core.merge import (
     merge_pair,
 )
 from target_mktdyn_merge.core.normalize import canonical
+from target_mktdyn_merge.core.vocabulary import Side
 from target_mktdyn_merge.store.activity_log import iter_activities
 
 from tests.target.matrix import FULL_ONLY

@@ -11,9 +11,9 @@ from target_mktdyn_merge.core.matching import (
     PersonRef,
     match_dynamics_rows,
     match_person,
-    normalize_email,
     passes_sync_filter,
 )
+from target_mktdyn_merge.core.normalize import normalize_email
 
 PERSON = PersonRef("101", "  Ann.Lee@Example.com ")
 EMAIL = "ann.lee@example.com"

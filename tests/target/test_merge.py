@@ -7,7 +7,7 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 import pytest
-from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule, Side
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule
 from target_mktdyn_merge.core.merge import (
     FIRST_LINK_BLANK_RULE,
     NO_BASELINE_BLANK_RULE,
@@ -22,6 +22,7 @@ from target_mktdyn_merge.core.merge import (
     snapshot_baseline,
 )
 from target_mktdyn_merge.core.normalize import OptionSet, canonical
+from target_mktdyn_merge.core.vocabulary import Side
 
 from .test_normalize import LEAD_SOURCE
 

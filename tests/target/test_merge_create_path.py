@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from target_mktdyn_merge.core.activity import FieldChange
 from target_mktdyn_merge.core.merge import (
     CREATE_PATH_BLANK_RULE,
     CREATE_PATH_KEPT_RULE,
@@ -18,7 +19,6 @@ from target_mktdyn_merge.core.merge import (
 )
 from target_mktdyn_merge.core.pair_merge import collision_activity, kept_differences
 from target_mktdyn_merge.core.policies import SyncPolicy, asked_for_dynamics_lead
-from target_mktdyn_merge.store.activity_log import FieldChange
 
 PERSON = {"firstName": "Dorothy", "lastName": "Keeper", "phone": "+1 555 0100", "title": None}
 LEAD = {"firstname": "Dora", "lastname": "Keeper", "telephone1": None, "jobtitle": "Pigeon keeper"}

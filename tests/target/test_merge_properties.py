@@ -6,7 +6,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, Entity, FieldMap, FieldRule, Side
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule
 from target_mktdyn_merge.core.merge import (
     FIRST_LINK_BLANK_RULE,
     NO_BASELINE_BLANK_RULE,
@@ -16,6 +16,7 @@ from target_mktdyn_merge.core.merge import (
     merge_pair,
 )
 from target_mktdyn_merge.core.normalize import canonical
+from target_mktdyn_merge.core.vocabulary import Entity, Side
 
 from .test_normalize import LEAD_SOURCE
 

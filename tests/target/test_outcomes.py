@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from target_mktdyn_merge.core.activity import Activity, FieldChange
 from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP
 from target_mktdyn_merge.core.merge import BaselineEntry
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.pair_merge import MergeContext
-from target_mktdyn_merge.store.activity_log import Activity, FieldChange, iter_activities
+from target_mktdyn_merge.core.records import Pair
+from target_mktdyn_merge.core.writes import PlannedWrite
+from target_mktdyn_merge.store.activity_log import iter_activities
 from target_mktdyn_merge.store.database import Store
-from target_mktdyn_merge.store.outbox import PlannedWrite, due_entries, plan_writes
-from target_mktdyn_merge.store.pairs import Pair, pairs_by_person, save_pair
+from target_mktdyn_merge.store.outbox import due_entries, plan_writes
+from target_mktdyn_merge.store.pairs import pairs_by_person, save_pair
 from target_mktdyn_merge.sync.outcomes import Outcomes
 
 CONTACT = {

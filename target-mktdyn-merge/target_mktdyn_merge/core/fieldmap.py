@@ -14,19 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from target_mktdyn_merge.core.normalize import KINDS, Kind
-
-Entity = Literal["lead", "contact"]
-"""The Dynamics table a Marketo person is paired with."""
-
-Side = Literal["marketo", "dynamics"]
-"""One of the two systems; also the type of an authority (the side that wins a collision)."""
+from target_mktdyn_merge.core.vocabulary import ENTITIES, SIDES, Entity, Side
 
 Direction = Literal["both", "to_dynamics", "to_marketo", "none"]
 """Which way a field's values may flow: ``none`` keeps the field mapped (matched, reported) but unwritten."""
 
-ENTITIES: tuple[Entity, ...] = ("lead", "contact")
 DIRECTIONS: frozenset[str] = frozenset(get_args(Direction))
-SIDES: frozenset[str] = frozenset(get_args(Side))
 
 
 @dataclass(frozen=True)

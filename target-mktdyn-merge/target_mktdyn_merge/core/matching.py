@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from target_mktdyn_merge.core.fieldmap import Entity, Side
-from target_mktdyn_merge.core.normalize import canonical
+from target_mktdyn_merge.core.normalize import canonical, normalize_email
+from target_mktdyn_merge.core.vocabulary import Entity, Side
 
 MatchOutcome = Literal["linked", "moved_to_contact", "new_link", "ambiguous", "none"]
 """``linked``: existing link kept; ``moved_to_contact``: qualification moved the pair; ``new_link``: a new
@@ -24,12 +24,6 @@ pair by email; ``ambiguous``: more than one candidate, no guess; ``none``: nothi
 ReverseOutcome = Literal["create_in_marketo", "person_exists", "filtered", "ambiguous"]
 """For an unlinked Dynamics row: create the person; a Marketo person has the email (the person-side
 matching links it); excluded by the sync filter; more than one row of the winning kind shares the email."""
-
-
-def normalize_email(value: object) -> str | None:
-    """The matching key of an email: trimmed and case-folded; None when blank."""
-    key = canonical("email", value)
-    return key if isinstance(key, str) else None
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, Entity, FieldMap, FieldRule, Side
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule
 from target_mktdyn_merge.core.normalize import (
     Canonical,
     OptionSet,
@@ -42,6 +42,7 @@ from target_mktdyn_merge.core.normalize import (
     to_dynamics_value,
     to_marketo_value,
 )
+from target_mktdyn_merge.core.vocabulary import Entity, Side
 
 Outcome = Literal["in_sync", "to_dynamics", "to_marketo", "stable", "blocked", "frozen", "unknown", "kept"]
 """What the merge decided for one field (table in the module docstring)."""

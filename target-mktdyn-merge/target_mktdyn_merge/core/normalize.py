@@ -252,6 +252,21 @@ def _native(kind: str, value: object) -> Any:
     return value
 
 
+#: Longest email that gets a matching key. No real address is longer (RFC 5321 allows 254 characters;
+#: Marketo keeps 255, Dynamics 100), and PostgreSQL refuses a btree index entry beyond about 2.7 KB: a hostile
+#: 10 KB "email" is staged as it came, without a matching key (it can match nothing anyway).
+MATCHABLE_EMAIL_LENGTH = 320
+
+
+def normalize_email(value: object) -> str | None:
+    """The matching key of an email: trimmed and case-folded; None when blank or too long to be an address.
+
+    The one normaliser: the store keys staged records by it and matching compares by it, so the two agree.
+    """
+    key = canonical("email", value)
+    return key if isinstance(key, str) and len(key) <= MATCHABLE_EMAIL_LENGTH else None
+
+
 def _text(value: object) -> str | None:
     text = (value if isinstance(value, str) else str(value)).strip()
     return text or None

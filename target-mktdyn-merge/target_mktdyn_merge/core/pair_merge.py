@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from target_mktdyn_merge.core.activity import Activity, FieldChange
 from target_mktdyn_merge.core.fieldmap import FieldMap
 from target_mktdyn_merge.core.merge import FieldDecision, MergeResult, PairInput, merge_pair
 from target_mktdyn_merge.core.metadata import SyncMetadata
-from target_mktdyn_merge.store.activity_log import Activity, FieldChange
-from target_mktdyn_merge.store.outbox import PlannedWrite
-from target_mktdyn_merge.store.pairs import Pair
+from target_mktdyn_merge.core.records import Pair
+from target_mktdyn_merge.core.writes import PlannedWrite
 
 
 @dataclass(frozen=True)

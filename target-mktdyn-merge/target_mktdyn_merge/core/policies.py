@@ -21,9 +21,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, Entity, FieldMap, Side
+from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap
 from target_mktdyn_merge.core.matching import MatchResult, ReverseMatch
 from target_mktdyn_merge.core.normalize import OptionSet, canonical, to_dynamics_value, to_marketo_value
+from target_mktdyn_merge.core.vocabulary import Entity, Side
 
 CreateInDynamics = Literal["never", "flagged", "always"]
 """When a Marketo-only person becomes a Dynamics lead."""

@@ -1,8 +1,49 @@
-"""The streams the target accepts and what it needs to know about each (docs/architecture.md §9.3)."""
+"""The sync's vocabulary, one name per concept: systems, entities, streams, keys, entity sets, actions.
+
+Every other module takes these names from here, so "a Marketo person's id" is ``person_id`` everywhere and a
+stream's name is spelled once (docs/architecture.md §9.3).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
+
+Side = Literal["marketo", "dynamics"]
+"""One of the two systems; also the type of an authority (the side that wins a collision)."""
+SIDES: tuple[Side, ...] = get_args(Side)
+
+Entity = Literal["lead", "contact"]
+"""The Dynamics table a Marketo person is paired with."""
+ENTITIES: tuple[Entity, ...] = get_args(Entity)
+
+PERSONS_STREAM = "marketo_leads"
+"""The stream of Marketo persons (the tap's name for them)."""
+
+ActivityAction = Literal[
+    "created",
+    "updated",
+    "linked",
+    "unchanged",
+    "collision",
+    "validation_failed",
+    "write_failed",
+    "deleted",
+    "flagged",
+    "unlinked",
+    "ambiguous_match",
+    "skipped",
+    "deferred",
+    "write_ignored",
+]
+"""What an activity-log entry says happened to a record (docs/architecture.md §5)."""
+ACTIVITY_ACTIONS: tuple[ActivityAction, ...] = get_args(ActivityAction)
+#: Actions that count against ``max_record_failures``.
+FAILURE_ACTIONS: tuple[ActivityAction, ...] = ("validation_failed", "write_failed", "write_ignored")
+
+WriteAction = Literal["create", "update", "delete", "flag", "activity"]
+"""What a planned write does to its system (``activity``: a custom activity on the Marketo person)."""
+WRITE_ACTIONS: tuple[WriteAction, ...] = get_args(WriteAction)
 
 
 @dataclass(frozen=True)
@@ -20,21 +61,21 @@ class StreamSpec:
 STREAMS: dict[str, StreamSpec] = {
     spec.name: spec
     for spec in (
-        StreamSpec("marketo_leads", "marketo", "person", "id", "updatedAt", "email"),
+        StreamSpec(PERSONS_STREAM, "marketo", "person", "id", "updatedAt", "email"),
         StreamSpec("dynamics_leads", "dynamics", "lead", "leadid", "modifiedon", "emailaddress1"),
         StreamSpec("dynamics_contacts", "dynamics", "contact", "contactid", "modifiedon", "emailaddress1"),
     )
 }
 
 #: Dynamics entity -> stream name.
-DYNAMICS_STREAM = {"lead": "dynamics_leads", "contact": "dynamics_contacts"}
+DYNAMICS_STREAM: dict[str, str] = {"lead": "dynamics_leads", "contact": "dynamics_contacts"}
 #: Dynamics entity -> entity set name in the Web API.
 ENTITY_SET = {"lead": "leads", "contact": "contacts"}
 
 
 def written_stream(system: str, entity: str | None) -> str:
     """The stream of a record written to ``system`` (a Marketo person, or a Dynamics lead/contact)."""
-    return "marketo_leads" if system == "marketo" else DYNAMICS_STREAM[entity or "lead"]
+    return PERSONS_STREAM if system == "marketo" else DYNAMICS_STREAM[entity or "lead"]
 
 
 class UnknownStreamError(ValueError):

@@ -20,11 +20,12 @@ import sqlalchemy as sa
 from mktdyn_common.errors import MktdynError
 from mktdyn_common.redact import redact
 
+from target_mktdyn_merge.core.activity import Activity
 from target_mktdyn_merge.core.values import now_iso
 from target_mktdyn_merge.ops.project_config import config_source, resolved_store_url, store_url
 from target_mktdyn_merge.ops.report import pending_writes, render_report, table
 from target_mktdyn_merge.store import schema as tables
-from target_mktdyn_merge.store.activity_log import Activity, iter_activities, record_activities
+from target_mktdyn_merge.store.activity_log import iter_activities, record_activities
 from target_mktdyn_merge.store.database import Store, new_run_id, open_existing
 from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
 

@@ -12,8 +12,9 @@ from typing import Any, TextIO
 
 import sqlalchemy as sa
 
+from target_mktdyn_merge.core.vocabulary import FAILURE_ACTIONS
 from target_mktdyn_merge.store import schema as tables
-from target_mktdyn_merge.store.activity_log import FAILURE_ACTIONS, action_counts, iter_activities
+from target_mktdyn_merge.store.activity_log import action_counts, iter_activities
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import OWED
 

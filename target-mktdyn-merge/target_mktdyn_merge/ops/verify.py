@@ -43,12 +43,13 @@ from tap_marketo_leads.connection import MAX_BATCH, MarketoConnection
 from target_mktdyn_merge.core.fieldmap import FieldMap, FieldRule
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.normalize import canonical
+from target_mktdyn_merge.core.records import Pair, StagedRecord
 from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, ENTITY_SET
 from target_mktdyn_merge.ops.report import table
 from target_mktdyn_merge.store import schema as tables
-from target_mktdyn_merge.store.database import StagedRecord, Store
+from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import OWED
-from target_mktdyn_merge.store.pairs import Pair, pairs_by_person
+from target_mktdyn_merge.store.pairs import pairs_by_person
 from target_mktdyn_merge.sync.dynamics_writes import KEY
 from target_mktdyn_merge.sync.engine import load_field_map, read_metadata
 

@@ -2,71 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
+from target_mktdyn_merge.core.activity import Activity
 from target_mktdyn_merge.core.values import dumps, now_iso
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.database import Store
-
-ACTIONS = (
-    "created",
-    "updated",
-    "linked",
-    "unchanged",
-    "collision",
-    "validation_failed",
-    "write_failed",
-    "deleted",
-    "flagged",
-    "unlinked",
-    "ambiguous_match",
-    "skipped",
-    "deferred",
-    "write_ignored",
-)
-#: Actions that count against ``max_record_failures``.
-FAILURE_ACTIONS = ("validation_failed", "write_failed", "write_ignored")
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    """One field's old and new value in a write (or a planned write)."""
-
-    field: str
-    old: Any
-    new: Any
-
-    def to_dict(self) -> dict[str, Any]:
-        """As JSON-ready data (``dataclasses.asdict`` deep-copies every value: 10% of a large merge's time)."""
-        return {"field": self.field, "old": self.old, "new": self.new}
-
-
-@dataclass
-class Activity:
-    """One decision of a run, about one person/lead/contact."""
-
-    action: str
-    person_id: str | None = None
-    entity: str | None = None
-    dynamics_id: str | None = None
-    direction: str | None = None  # to_dynamics | to_marketo | both | none
-    fields: list[FieldChange] = field(default_factory=list)
-    winner: str | None = None
-    rule: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.action not in ACTIONS:
-            raise ValueError(f"unknown activity action {self.action!r}")
 
 
 def record_activities(
@@ -151,29 +97,3 @@ def action_counts(store: Store, run_id: str) -> dict[tuple[str, str], int]:
     for action, direction, count in rows:
         counts[(action, direction or "-")] += count
     return dict(counts)
-
-
-def activity_to_dict(activity: Activity) -> dict[str, Any]:
-    """An activity as JSON-ready data (kept in an outbox entry until its write is confirmed).
-
-    A copy, as ``asdict`` made, without its deep copy of every field value (values are JSON scalars; only
-    ``details`` may hold containers).
-    """
-    return {
-        "action": activity.action,
-        "person_id": activity.person_id,
-        "entity": activity.entity,
-        "dynamics_id": activity.dynamics_id,
-        "direction": activity.direction,
-        "fields": [change.to_dict() for change in activity.fields],
-        "winner": activity.winner,
-        "rule": activity.rule,
-        "error_code": activity.error_code,
-        "error_message": activity.error_message,
-        "details": copy.deepcopy(activity.details),
-    }
-
-
-def activity_from_dict(data: dict[str, Any]) -> Activity:
-    """The inverse of :func:`activity_to_dict`."""
-    return Activity(**{**data, "fields": [FieldChange(**change) for change in data.get("fields", [])]})

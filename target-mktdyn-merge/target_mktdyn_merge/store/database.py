@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ import sqlalchemy as sa
 from mktdyn_common.errors import MktdynError
 from mktdyn_common.redact import protect_secrets
 
+from target_mktdyn_merge.core.normalize import normalize_email
+from target_mktdyn_merge.core.records import StagedRecord, StageResult
 from target_mktdyn_merge.core.values import dumps, now_iso, timestamp_text, utc_iso
 from target_mktdyn_merge.core.vocabulary import STREAMS, StreamSpec
 from target_mktdyn_merge.store import schema as tables
@@ -34,10 +35,6 @@ _CHUNK = 500
 #: GUIDs (36 characters): a longer "key" is malformed input, refused on every backend (PostgreSQL would fail
 #: the whole batch with a store error where SQLite silently accepted it).
 KEY_LENGTH: int = getattr(tables.staged.c.record_id.type, "length", None) or 64
-#: Longest email the store keys for matching. No real address is longer (RFC 5321 allows 254 characters;
-#: Marketo keeps 255, Dynamics 100), and PostgreSQL refuses a btree index entry beyond about 2.7 KB: a hostile
-#: 10 KB "email" is staged as it came, without a matching key (it can match nothing anyway).
-MATCHABLE_EMAIL_LENGTH = 320
 #: How far ahead of the staging clock a source timestamp may be before it is not believed (see ``Store.stage``).
 FUTURE_TOLERANCE = timedelta(days=1)
 #: PostgreSQL advisory lock key that serializes schema migrations (the write lock has its own, in lock.py).
@@ -57,45 +54,6 @@ def default_store_url() -> str:
     """``sqlite:///<MELTANO_PROJECT_ROOT or cwd>/.mktdyn/store.db`` (docs/architecture.md §9.5)."""
     root = Path(os.environ.get("MELTANO_PROJECT_ROOT") or os.getcwd())
     return f"sqlite:///{root / '.mktdyn' / 'store.db'}"
-
-
-def normalize_email(value: Any) -> str | None:
-    """The matching form of an email: trimmed and case-folded; None when blank or too long to be an email."""
-    if value is None:
-        return None
-    text = str(value).strip().casefold()
-    return text if text and len(text) <= MATCHABLE_EMAIL_LENGTH else None
-
-
-@dataclass(frozen=True)
-class StagedRecord:
-    """One staged source record (the newest known version)."""
-
-    source: str
-    record_id: str
-    email_norm: str | None
-    source_ts: str
-    deleted_at: str | None
-    fields: dict[str, Any]
-    changed_seq: int
-    merged_seq: int
-
-    @property
-    def deleted(self) -> bool:
-        """Whether the newest version is a delete."""
-        return self.deleted_at is not None
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """What one staging batch did."""
-
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    older_ignored: int = 0
-    #: Keys of records whose source timestamp was more than FUTURE_TOLERANCE ahead (staged as of now instead).
-    future: tuple[str, ...] = ()
 
 
 def _row_to_staged(row: sa.Row[Any], selected: frozenset[str] | None = None) -> StagedRecord:

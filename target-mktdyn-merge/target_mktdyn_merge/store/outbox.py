@@ -7,37 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
+from target_mktdyn_merge.core.activity import activity_to_dict
 from target_mktdyn_merge.core.values import dumps, now_iso
+from target_mktdyn_merge.core.writes import OutboxEntry, PlannedWrite
 from target_mktdyn_merge.store import schema as tables
-from target_mktdyn_merge.store.activity_log import Activity, activity_from_dict, activity_to_dict
-
-SYSTEMS = ("marketo", "dynamics")
-ACTIONS = ("create", "update", "delete", "flag", "activity")
-
-
-@dataclass
-class PlannedWrite:
-    """One write owed to one system."""
-
-    system: str
-    action: str
-    payload: Mapping[str, Any]
-    entity: str | None = None
-    target_id: str | None = None
-    pair_id: int | None = None
-    idempotency_key: str | None = None
-    context: Mapping[str, Any] = field(default_factory=dict)
-    #: What to log once the write is confirmed (in a dry run: logged at once, as what would be done).
-    activity: Activity | None = None
-
-    def __post_init__(self) -> None:
-        if self.system not in SYSTEMS or self.action not in ACTIONS:
-            raise ValueError(f"unknown write {self.system}/{self.action}")
 
 
 def plan_writes(connection: sa.Connection, run_id: str, writes: Iterable[PlannedWrite], status: str = "planned") -> int:
@@ -70,30 +47,6 @@ def plan_writes(connection: sa.Connection, run_id: str, writes: Iterable[Planned
 OWED = ("planned", "sent", "failed", "invalid", "deferred")
 #: Entries a newer plan for the same record replaces (an entry in doubt must be resolved first).
 REPLACEABLE = ("planned", "failed", "invalid", "deferred")
-
-
-@dataclass
-class OutboxEntry:
-    """One stored outbox entry."""
-
-    op_id: int
-    run_id: str
-    pair_id: int | None
-    system: str
-    action: str
-    entity: str | None
-    target_id: str | None
-    idempotency_key: str | None
-    payload: dict[str, Any]
-    context: dict[str, Any]
-    status: str
-    attempts: int
-
-    @property
-    def activity(self) -> Activity | None:
-        """The activity to log when this write is confirmed."""
-        data = self.context.get("activity")
-        return activity_from_dict(data) if data else None
 
 
 def supersede(connection: sa.Connection, writes: Iterable[PlannedWrite]) -> int:

@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
-from target_mktdyn_merge.core.fieldmap import Entity
 from target_mktdyn_merge.core.merge import BaselineEntry, FieldGuard
+from target_mktdyn_merge.core.records import Pair
 from target_mktdyn_merge.core.values import dumps, now_iso
 from target_mktdyn_merge.store import schema as tables
 
 _CHUNK = 500
-
-
-@dataclass
-class Pair:
-    """A link and what was last confirmed stored on each side, per field."""
-
-    marketo_id: str
-    entity: Entity
-    dynamics_id: str
-    authority: str
-    pair_id: int | None = None
-    first_merge_done: bool = False
-    baseline: dict[str, BaselineEntry] = field(default_factory=dict)
-    guards: dict[str, FieldGuard] = field(default_factory=dict)
 
 
 def _from_row(row: sa.Row[Any]) -> Pair:

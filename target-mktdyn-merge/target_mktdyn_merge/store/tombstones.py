@@ -13,8 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from target_mktdyn_merge.core.fieldmap import Entity, FieldMap
+from target_mktdyn_merge.core.fieldmap import FieldMap
 from target_mktdyn_merge.core.values import dumps
+from target_mktdyn_merge.core.vocabulary import Entity
 from target_mktdyn_merge.store import schema as tables
 
 

@@ -18,12 +18,13 @@ from mktdyn_common.errors import TransientError
 from tap_dynamics_leads.batch import BatchOperation, BatchResult
 from tap_dynamics_leads.client import DataverseClient
 
+from target_mktdyn_merge.core.activity import Activity, activity_to_dict
 from target_mktdyn_merge.core.crashpoints import crash_point
-from target_mktdyn_merge.core.matching import normalize_email
+from target_mktdyn_merge.core.normalize import normalize_email
 from target_mktdyn_merge.core.validation import Operation
 from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, ENTITY_SET
-from target_mktdyn_merge.store.activity_log import Activity, activity_to_dict
-from target_mktdyn_merge.store.outbox import OutboxEntry, mark
+from target_mktdyn_merge.core.writes import OutboxEntry
+from target_mktdyn_merge.store.outbox import mark
 from target_mktdyn_merge.sync.write_context import WriteContext, entity_of
 
 logger = logging.getLogger(__name__)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from mktdyn_common.errors import ConfigurationError, MktdynError
 from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.connection import DataverseConnection
+from tap_dynamics_leads.metadata import AttributeMetadata
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
 
@@ -23,6 +25,7 @@ from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.pair_merge import MergeContext
 from target_mktdyn_merge.core.policies import SyncPolicy, check_subject_template
 from target_mktdyn_merge.core.validation import DynamicsValidator, MarketoValidator
+from target_mktdyn_merge.core.vocabulary import ENTITIES
 from target_mktdyn_merge.ops.report import render_report
 from target_mktdyn_merge.sync.freshness import refresh_stale
 from target_mktdyn_merge.sync.marketo_activities import post_activities
@@ -33,8 +36,6 @@ from target_mktdyn_merge.sync.writeback import write_back
 
 if TYPE_CHECKING:
     from target_mktdyn_merge.plugin.target import TargetMktdynMerge
-
-ENTITIES = ("lead", "contact")
 
 
 def load_field_map(config: dict[str, Any]) -> FieldMap:
@@ -56,7 +57,7 @@ def load_policy(config: dict[str, Any]) -> SyncPolicy:
 def read_metadata(marketo: MarketoClient, dynamics: DataverseClient) -> SyncMetadata:
     """Marketo's describe and describe2 and Dataverse's attribute metadata for lead and contact (reads only)."""
     describe = marketo.describe_leads()
-    attributes = {entity: dynamics.attributes(entity) for entity in ENTITIES}
+    attributes: dict[str, Iterable[AttributeMetadata]] = {entity: dynamics.attributes(entity) for entity in ENTITIES}
     return SyncMetadata.from_raw(describe, attributes, marketo.describe_leads2())
 
 

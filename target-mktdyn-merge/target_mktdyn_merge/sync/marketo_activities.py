@@ -18,9 +18,10 @@ from tap_marketo_leads.client import ActivityTypeSpec, MarketoClient
 
 from target_mktdyn_merge.core.crashpoints import crash_point
 from target_mktdyn_merge.core.values import utc_iso
+from target_mktdyn_merge.core.writes import PlannedWrite
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.database import Store
-from target_mktdyn_merge.store.outbox import PlannedWrite, mark, plan_writes
+from target_mktdyn_merge.store.outbox import mark, plan_writes
 
 logger = logging.getLogger(__name__)
 

@@ -22,12 +22,13 @@ from mktdyn_common.errors import TransientError
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.outcomes import RecordOutcome
 
+from target_mktdyn_merge.core.activity import activity_to_dict
 from target_mktdyn_merge.core.crashpoints import crash_point
 from target_mktdyn_merge.core.normalize import canonical
 from target_mktdyn_merge.core.validation import Operation
 from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM
-from target_mktdyn_merge.store.activity_log import activity_to_dict
-from target_mktdyn_merge.store.outbox import OutboxEntry, mark
+from target_mktdyn_merge.core.writes import OutboxEntry
+from target_mktdyn_merge.store.outbox import mark
 from target_mktdyn_merge.sync.write_context import WriteContext, entity_of
 
 logger = logging.getLogger(__name__)

@@ -17,16 +17,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from target_mktdyn_merge.core.fieldmap import Entity
+from target_mktdyn_merge.core.activity import Activity, FieldChange
 from target_mktdyn_merge.core.merge import BaselineEntry, snapshot_baseline
 from target_mktdyn_merge.core.normalize import canonical
 from target_mktdyn_merge.core.pair_merge import MergeContext
+from target_mktdyn_merge.core.records import Pair
 from target_mktdyn_merge.core.values import utc_iso
-from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, written_stream
-from target_mktdyn_merge.store.activity_log import FAILURE_ACTIONS, Activity, FieldChange, record_activities
+from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, FAILURE_ACTIONS, ActivityAction, Entity, written_stream
+from target_mktdyn_merge.core.writes import OutboxEntry
+from target_mktdyn_merge.store.activity_log import record_activities
 from target_mktdyn_merge.store.database import Store, record_confirmed_write
-from target_mktdyn_merge.store.outbox import OutboxEntry, mark
-from target_mktdyn_merge.store.pairs import Pair, pairs_by_dynamics, pairs_by_person, save_pair
+from target_mktdyn_merge.store.outbox import mark
+from target_mktdyn_merge.store.pairs import pairs_by_dynamics, pairs_by_person, save_pair
 
 #: Retry a rejected write after 5 min, 10, 20, ... at most 6 h.
 RETRY_BASE = timedelta(minutes=5)
@@ -354,7 +356,7 @@ class Outcomes:
         return sum(self.counts[action] for action in FAILURE_ACTIONS)
 
 
-def _activity_for(entry: OutboxEntry, action: str) -> Activity:
+def _activity_for(entry: OutboxEntry, action: ActivityAction) -> Activity:
     """The planned activity of a write, turned into a failure/deferral record of the same record."""
     planned = entry.activity
     direction = f"to_{entry.system}"

@@ -23,15 +23,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from target_mktdyn_merge.core.activity import Activity, FieldChange
 from target_mktdyn_merge.core.crashpoints import crash_point
-from target_mktdyn_merge.core.fieldmap import Entity, FieldMap
-from target_mktdyn_merge.core.matching import (
-    DynamicsRow,
-    ExistingLink,
-    PersonRef,
-    match_dynamics_rows,
-    match_person,
-)
+from target_mktdyn_merge.core.fieldmap import FieldMap
+from target_mktdyn_merge.core.matching import DynamicsRow, ExistingLink, PersonRef, match_dynamics_rows, match_person
 from target_mktdyn_merge.core.merge import confirm_baseline
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.pair_merge import MergeContext, decision_activities, kept_differences, merge, merge_writes
@@ -45,12 +40,14 @@ from target_mktdyn_merge.core.policies import (
     lead_create_payload,
     person_create_payload,
 )
-from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM
+from target_mktdyn_merge.core.records import Pair, StagedRecord
+from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, Entity
+from target_mktdyn_merge.core.writes import PlannedWrite
 from target_mktdyn_merge.store import schema as tables
-from target_mktdyn_merge.store.activity_log import Activity, FieldChange, record_activities
-from target_mktdyn_merge.store.database import StagedRecord, Store
-from target_mktdyn_merge.store.outbox import PlannedWrite, plan_writes, supersede
-from target_mktdyn_merge.store.pairs import Pair, delete_pair, pairs_by_dynamics, pairs_by_person, save_pairs
+from target_mktdyn_merge.store.activity_log import record_activities
+from target_mktdyn_merge.store.database import Store
+from target_mktdyn_merge.store.outbox import plan_writes, supersede
+from target_mktdyn_merge.store.pairs import delete_pair, pairs_by_dynamics, pairs_by_person, save_pairs
 from target_mktdyn_merge.store.tombstones import bury, fingerprint, still_buried
 
 logger = logging.getLogger(__name__)

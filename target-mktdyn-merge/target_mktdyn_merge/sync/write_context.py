@@ -6,14 +6,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from target_mktdyn_merge.core.fieldmap import Entity
+from target_mktdyn_merge.core.activity import Activity
 from target_mktdyn_merge.core.merge import confirm_baseline
 from target_mktdyn_merge.core.pair_merge import MergeContext, decision_activities, merge, merge_writes
+from target_mktdyn_merge.core.records import Pair
 from target_mktdyn_merge.core.validation import DynamicsValidator, MarketoValidator, Violation
-from target_mktdyn_merge.store.activity_log import Activity
+from target_mktdyn_merge.core.vocabulary import Entity
+from target_mktdyn_merge.core.writes import OutboxEntry, PlannedWrite
 from target_mktdyn_merge.store.database import Store
-from target_mktdyn_merge.store.outbox import OutboxEntry, PlannedWrite, plan_writes
-from target_mktdyn_merge.store.pairs import Pair, pairs_by_person, save_pair
+from target_mktdyn_merge.store.outbox import plan_writes
+from target_mktdyn_merge.store.pairs import pairs_by_person, save_pair
 from target_mktdyn_merge.sync.outcomes import Outcomes
 
 

@@ -1,0 +1,54 @@
+"""Staged source records and pairs with their baselines (docs/architecture.md §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from target_mktdyn_merge.core.merge import BaselineEntry, FieldGuard
+from target_mktdyn_merge.core.vocabulary import Entity
+
+
+@dataclass
+class Pair:
+    """A link and what was last confirmed stored on each side, per field."""
+
+    marketo_id: str
+    entity: Entity
+    dynamics_id: str
+    authority: str
+    pair_id: int | None = None
+    first_merge_done: bool = False
+    baseline: dict[str, BaselineEntry] = field(default_factory=dict)
+    guards: dict[str, FieldGuard] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StagedRecord:
+    """One staged source record (the newest known version)."""
+
+    source: str
+    record_id: str
+    email_norm: str | None
+    source_ts: str
+    deleted_at: str | None
+    fields: dict[str, Any]
+    changed_seq: int
+    merged_seq: int
+
+    @property
+    def deleted(self) -> bool:
+        """Whether the newest version is a delete."""
+        return self.deleted_at is not None
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What one staging batch did."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    older_ignored: int = 0
+    #: Keys of records whose source timestamp was more than FUTURE_TOLERANCE ahead (staged as of now instead).
+    future: tuple[str, ...] = ()
