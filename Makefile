@@ -23,6 +23,7 @@ $(VENV)/.installed: pyproject.toml uv.lock $(wildcard */pyproject.toml)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

@@ -8,27 +8,6 @@ from typing import Any
 
 from target_mktdyn_merge.core.vocabulary import ACTIVITY_ACTIONS, ActivityAction
 
-ACTIONS = (
-    "created",
-    "updated",
-    "linked",
-    "unchanged",
-    "collision",
-    "validation_failed",
-    "write_failed",
-    "deleted",
-    "flagged",
-    "unlinked",
-    "ambiguous_match",
-    "skipped",
-    "deferred",
-    "write_ignored",
-)
-
-
-#: Actions that count against ``max_record_failures``.
-FAILURE_ACTIONS = ("validation_failed", "write_failed", "write_ignored")
-
 
 @dataclass(frozen=True)
 class FieldChange:

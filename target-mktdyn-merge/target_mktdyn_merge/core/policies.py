@@ -128,6 +128,14 @@ def setting_docs() -> dict[str, tuple[str, str]]:
     return docs
 
 
+class PolicySettingError(ValueError):
+    """A create/delete setting outside its choices; ``setting`` names it (no parsing of the message)."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+
+
 class SubjectTemplateError(ValueError):
     """The ``lead_subject_template`` cannot be rendered; the message names the placeholder."""
 
@@ -162,7 +170,7 @@ class SyncPolicy:
         """Read the settings from the target's config; absent or null settings take the defaults.
 
         Raises:
-            ValueError: Naming the setting, for a value outside its choices or an unusable template.
+            PolicySettingError: Naming the setting, for a value outside its choices or an unusable template.
         """
         defaults = cls()
         values: dict[str, Any] = {}
@@ -170,21 +178,23 @@ class SyncPolicy:
             value = config.get(name)
             values[name] = getattr(defaults, name) if value is None else value
         if values["create_in_dynamics"] not in CREATE_IN_DYNAMICS_VALUES:
-            raise ValueError(
-                f"create_in_dynamics: {values['create_in_dynamics']!r} is not one of never, flagged, always"
+            raise PolicySettingError(
+                "create_in_dynamics", f"{values['create_in_dynamics']!r} is not one of never, flagged, always"
             )
         for name in ("delete_from_dynamics", "delete_from_marketo"):
             if values[name] not in DELETE_POLICY_VALUES:
-                raise ValueError(f"{name}: {values[name]!r} is not one of ignore, flag, delete")
+                raise PolicySettingError(name, f"{values[name]!r} is not one of ignore, flag, delete")
         if not isinstance(values["create_in_marketo"], bool):
-            raise ValueError(f"create_in_marketo: expected true or false, got {values['create_in_marketo']!r}")
+            raise PolicySettingError(
+                "create_in_marketo", f"expected true or false, got {values['create_in_marketo']!r}"
+            )
         for name in ("create_flag_field", "delete_flag_field_dynamics", "delete_flag_field_marketo"):
             if not isinstance(values[name], str) or not values[name].strip():
-                raise ValueError(f"{name}: expected a field name, got {values[name]!r}")
+                raise PolicySettingError(name, f"expected a field name, got {values[name]!r}")
         try:
             template_placeholders(values["lead_subject_template"])
         except SubjectTemplateError as error:
-            raise ValueError(f"lead_subject_template: {error}") from error
+            raise PolicySettingError("lead_subject_template", str(error)) from error
         return cls(**values)
 
 

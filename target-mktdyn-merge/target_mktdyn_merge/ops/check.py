@@ -33,9 +33,9 @@ from target_mktdyn_merge.ops.project_config import (
     meltano_config,
     store_url,
 )
-from target_mktdyn_merge.plugin.settings import build_config_schema
+from target_mktdyn_merge.plugin.settings import CONFIG_SCHEMA, merge_settings
 from target_mktdyn_merge.store.database import StoreError, open_existing
-from target_mktdyn_merge.sync.engine import check_configuration, load_field_map, load_policy, read_metadata
+from target_mktdyn_merge.sync.engine import check_configuration, read_metadata
 
 __all__ = ["ENVIRONMENT", "TARGET_PLUGIN", "config_source", "load_config", "run_check", "store_url"]
 
@@ -43,7 +43,7 @@ __all__ = ["ENVIRONMENT", "TARGET_PLUGIN", "config_source", "load_config", "run_
 def config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """The target's settings from TARGET_MKTDYN_MERGE_<SETTING> (the SDK's names), then the MKTDYN_* variables."""
     config: dict[str, Any] = {}
-    properties = build_config_schema()["properties"]
+    properties = CONFIG_SCHEMA["properties"]
     for name, schema in properties.items():
         raw = environment_setting(environ, name)
         if raw == "":
@@ -100,7 +100,7 @@ class Report:
 
 
 def _settings(report: Report, config: dict[str, Any]) -> bool:
-    validator = jsonschema.Draft7Validator(build_config_schema())
+    validator = jsonschema.Draft7Validator(CONFIG_SCHEMA)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
     for error in errors:
         where = ".".join(str(p) for p in error.path) or "(settings)"
@@ -119,11 +119,16 @@ def _settings(report: Report, config: dict[str, Any]) -> bool:
 
 def _columns(report: Report, config: dict[str, Any], metadata: SyncMetadata) -> None:
     """The columns and fields the policies name exist, with the right types."""
+    try:
+        settings = merge_settings(config)
+    except MktdynError:
+        return  # the settings step already failed, naming the setting
+    policy = settings.policy
     wanted = [
-        ("sync_filter_field", "dynamics", config.get("sync_filter_field", "new_synctomkto")),
-        ("delete_flag_field_dynamics", "dynamics", config.get("delete_flag_field_dynamics", "mkt_deletedinmarketo")),
-        ("create_flag_field", "marketo", config.get("create_flag_field", "syncToDynamics")),
-        ("delete_flag_field_marketo", "marketo", config.get("delete_flag_field_marketo", "deletedInDynamics")),
+        ("sync_filter_field", "dynamics", settings.sync_filter_field),
+        ("delete_flag_field_dynamics", "dynamics", policy.delete_flag_field_dynamics),
+        ("create_flag_field", "marketo", policy.create_flag_field),
+        ("delete_flag_field_marketo", "marketo", policy.delete_flag_field_marketo),
     ]
     for setting, system, name in wanted:
         if not name:
@@ -204,8 +209,9 @@ def run_check(config: dict[str, Any], out: TextIO) -> int:
 
 
 def _field_map(config: dict[str, Any], metadata: SyncMetadata) -> str:
-    field_map = load_field_map(config)
-    check_configuration(field_map, load_policy(config), metadata)
+    settings = merge_settings(config)
+    field_map = settings.field_map
+    check_configuration(field_map, settings.policy, metadata)
     return f"{len(field_map.rules('lead'))} lead rules, {len(field_map.rules('contact'))} contact rules"
 
 

@@ -23,11 +23,11 @@ from mktdyn_common.redact import redact
 from target_mktdyn_merge.core.activity import Activity
 from target_mktdyn_merge.core.values import now_iso
 from target_mktdyn_merge.ops.project_config import config_source, resolved_store_url, store_url
-from target_mktdyn_merge.ops.report import pending_writes, render_report, table
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.activity_log import iter_activities, record_activities
 from target_mktdyn_merge.store.database import Store, new_run_id, open_existing
 from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
+from target_mktdyn_merge.sync.report import pending_writes, render_report, table
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,9 +187,9 @@ def cmd_unlink(args: argparse.Namespace) -> int:
 
 def _mapped_field(args: argparse.Namespace, field: str) -> None:
     """Refuse a field the run's field map does not map (a typo would otherwise change nothing, silently)."""
-    from target_mktdyn_merge.sync.engine import load_field_map
+    from target_mktdyn_merge.plugin.settings import merge_settings
 
-    mapped = load_field_map(_config(args)).marketo_fields()
+    mapped = merge_settings(_config(args)).field_map.marketo_fields()
     if field not in mapped:
         raise MktdynError(
             f"field {field!r} is not a Marketo field of the field map (setting field_map; mapped: "

@@ -36,22 +36,22 @@ from typing import Any, TextIO
 
 import sqlalchemy as sa
 from tap_dynamics_leads.client import DataverseClient
-from tap_dynamics_leads.connection import DataverseConnection
 from tap_marketo_leads.client import MarketoClient
-from tap_marketo_leads.connection import MAX_BATCH, MarketoConnection
+from tap_marketo_leads.connection import MAX_BATCH
 
 from target_mktdyn_merge.core.fieldmap import FieldMap, FieldRule
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.normalize import canonical
 from target_mktdyn_merge.core.records import Pair, StagedRecord
 from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, ENTITY_SET
-from target_mktdyn_merge.ops.report import table
+from target_mktdyn_merge.plugin.settings import merge_settings
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import OWED
 from target_mktdyn_merge.store.pairs import pairs_by_person
 from target_mktdyn_merge.sync.dynamics_writes import KEY
-from target_mktdyn_merge.sync.engine import load_field_map, read_metadata
+from target_mktdyn_merge.sync.engine import read_metadata
+from target_mktdyn_merge.sync.report import table
 
 #: Last activities that explain a disagreement on the fields they name.
 EXPLAINING_ACTIONS = ("write_ignored", "validation_failed", "write_failed", "deferred", "skipped")
@@ -376,10 +376,10 @@ def run_verify(
     seed: int | None = None,
 ) -> VerifyResult:
     """Verify the store's pairs (all, a sample, or one person) against both systems, reading only."""
-    settings = dict(config)
-    field_map = load_field_map(settings)
-    marketo = MarketoClient(MarketoConnection.from_config(settings, "marketo_"))
-    dynamics = DataverseClient(DataverseConnection.from_config(settings, "dynamics_"))
+    settings = merge_settings(config)
+    field_map = settings.field_map
+    marketo = MarketoClient(settings.marketo_connection())
+    dynamics = DataverseClient(settings.dynamics_connection())
     try:
         metadata = read_metadata(marketo, dynamics)
         pairs = select_pairs(store, sample=sample, person=person, seed=seed)

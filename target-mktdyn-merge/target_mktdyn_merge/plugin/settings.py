@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, get_args
 
 from mktdyn_common.settings import number_setting
 from singer_sdk import typing as th
 from tap_dynamics_leads.tap import TapDynamicsLeads
 from tap_marketo_leads.tap import TapMarketoLeads
 
-from target_mktdyn_merge.core.policies import setting_docs
+from target_mktdyn_merge.core.policies import CreateInDynamics, DeletePolicy, SyncPolicy, setting_docs
+from target_mktdyn_merge.sync.merge_settings import REQUIRED_LEVELS, MergeSettings
 
 #: Titles and descriptions of the create/delete settings, defined with their behaviour in ``policies``.
 DOCS = setting_docs()
+#: The create/delete policies' defaults, stated once on the policy type.
+POLICY = SyncPolicy()
 
 #: Tap settings the target reuses for its write connections, under a system prefix.
 CONNECTION_SETTINGS = {
@@ -125,29 +129,29 @@ def build_config_schema() -> dict[str, Any]:
         th.Property(
             "create_in_dynamics",
             th.StringType,
-            default="flagged",
-            allowed_values=["never", "flagged", "always"],
+            default=POLICY.create_in_dynamics,
+            allowed_values=list(get_args(CreateInDynamics)),
             title=DOCS["create_in_dynamics"][0],
             description=DOCS["create_in_dynamics"][1],
         ),
         th.Property(
             "create_flag_field",
             th.StringType,
-            default="syncToDynamics",
+            default=POLICY.create_flag_field,
             title=DOCS["create_flag_field"][0],
             description=DOCS["create_flag_field"][1],
         ),
         th.Property(
             "create_in_marketo",
             th.BooleanType,
-            default=True,
+            default=POLICY.create_in_marketo,
             title=DOCS["create_in_marketo"][0],
             description=DOCS["create_in_marketo"][1],
         ),
         th.Property(
             "lead_subject_template",
             th.StringType,
-            default="Marketo person {firstName} {lastName}",
+            default=POLICY.lead_subject_template,
             title="Lead topic template",
             description="Template of the required lead topic (subject) for leads created from persons; "
             "{field} placeholders name Marketo fields.",
@@ -155,30 +159,30 @@ def build_config_schema() -> dict[str, Any]:
         th.Property(
             "delete_from_dynamics",
             th.StringType,
-            default="ignore",
-            allowed_values=["ignore", "flag", "delete"],
+            default=POLICY.delete_from_dynamics,
+            allowed_values=list(get_args(DeletePolicy)),
             title=DOCS["delete_from_dynamics"][0],
             description=DOCS["delete_from_dynamics"][1],
         ),
         th.Property(
             "delete_from_marketo",
             th.StringType,
-            default="ignore",
-            allowed_values=["ignore", "flag", "delete"],
+            default=POLICY.delete_from_marketo,
+            allowed_values=list(get_args(DeletePolicy)),
             title=DOCS["delete_from_marketo"][0],
             description=DOCS["delete_from_marketo"][1],
         ),
         th.Property(
             "delete_flag_field_marketo",
             th.StringType,
-            default="deletedInDynamics",
+            default=POLICY.delete_flag_field_marketo,
             title=DOCS["delete_flag_field_marketo"][0],
             description=DOCS["delete_flag_field_marketo"][1],
         ),
         th.Property(
             "delete_flag_field_dynamics",
             th.StringType,
-            default="mkt_deletedinmarketo",
+            default=POLICY.delete_flag_field_dynamics,
             title=DOCS["delete_flag_field_dynamics"][0],
             description=DOCS["delete_flag_field_dynamics"][1],
         ),
@@ -194,7 +198,7 @@ def build_config_schema() -> dict[str, Any]:
             "enforce_required_levels",
             th.StringType,
             default="create",
-            allowed_values=["none", "create", "always"],
+            allowed_values=list(REQUIRED_LEVELS),
             title="Enforce required levels",
             description="Enforce Dynamics ApplicationRequired columns: never, on creates (default), or "
             "on creates and updates. SystemRequired is always enforced.",
@@ -238,3 +242,17 @@ def build_config_schema() -> dict[str, Any]:
             description="Operations per Dataverse $batch request (at most 1000).",
         ),
     ).to_dict()
+
+
+#: The settings schema, built once (the Target's config_jsonschema; ``mktdyn check`` validates against it).
+CONFIG_SCHEMA = build_config_schema()
+
+
+def merge_settings(config: Mapping[str, Any]) -> MergeSettings:
+    """The run's settings: ``config`` completed with the schema's defaults, as the SDK completes its own.
+
+    The one way code outside the SDK's Target (``mktdyn check``, ``mktdyn verify``) builds settings, so a
+    setting's default is the schema's everywhere.
+    """
+    defaults = {name: spec["default"] for name, spec in CONFIG_SCHEMA["properties"].items() if "default" in spec}
+    return MergeSettings.from_config({**defaults, **{k: v for k, v in config.items() if v is not None}})

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from singer_sdk.helpers._typing import get_datelike_property_type
-from singer_sdk.sinks import BatchSink
-
 from target_mktdyn_merge.core.crashpoints import crash_point
 from target_mktdyn_merge.core.vocabulary import STREAMS
+from target_mktdyn_merge.plugin.sdk import DatelikeOnceSink
 from target_mktdyn_merge.plugin.singer_input import QuietRecordValidator
-from target_mktdyn_merge.sync.reconcile import ReconcileBoundError, ReconcileBounds, still_present
+from target_mktdyn_merge.sync.reconcile import ReconcileBoundError, still_present
 
 if TYPE_CHECKING:
     from target_mktdyn_merge.plugin.target import TargetMktdynMerge
 
 
-class StagingSink(BatchSink):
+class StagingSink(DatelikeOnceSink):
     """Stages records of one stream; the SDK emits STATE only after ``process_batch`` returns."""
 
     MAX_SIZE_DEFAULT = 5000
@@ -24,8 +22,6 @@ class StagingSink(BatchSink):
     def __init__(self, target: TargetMktdynMerge, *args: Any, **kwargs: Any) -> None:
         super().__init__(target, *args, **kwargs)
         self.owner = target  # the SDK keeps no reference; the store and run id live on the target
-        self._datelike_of: dict[str, Any] | None = None
-        self._datelike: dict[str, Any] = {}
         # The SCHEMA carries only the properties the tap's catalog selects, and comes with every extraction (even
         # one with no record): recorded now, a deselected field is unknown to the merge at once (docs/architecture.md
         # §10).
@@ -35,26 +31,6 @@ class StagingSink(BatchSink):
         """The SDK's validator, failing with the field's name instead of logging a traceback."""
         validator = super().get_validator()
         return None if validator is None else QuietRecordValidator(validator, self.schema)
-
-    def _parse_timestamps_in_record(self, record: dict[str, Any], schema: dict[str, Any], treatment: Any) -> None:
-        """The SDK's timestamp parsing, on the date-like fields only.
-
-        The SDK asks every field of every record whether its schema is date-like (70 questions per Marketo
-        person, 15% of staging); the answer depends on the schema alone, so it is worked out once here.
-        """
-        properties = schema["properties"]
-        if self._datelike_of is not schema:
-            self._datelike_of = schema
-            self._datelike = {k: v for k, v in properties.items() if get_datelike_property_type(v)}
-        dated = {key: record[key] for key in self._datelike if key in record}
-        if dated:
-            super()._parse_timestamps_in_record(dated, {"properties": self._datelike}, treatment)
-            record.update(dated)
-        if not schema.get("additionalProperties", False):
-            for key in record.keys() - properties.keys() - self._warned_missing_fields:
-                if record[key] is not None:
-                    self.logger.warning("No schema for record field '%s'", key)
-                    self._warned_missing_fields.add(key)
 
     @property
     def include_sdc_metadata_properties(self) -> bool:
@@ -73,10 +49,11 @@ class StagingSink(BatchSink):
         if not missing:
             return
         try:
-            ReconcileBounds.from_config(self.config).check(self.stream_name, len(missing), live)
+            self.owner.settings.reconcile.check(self.stream_name, len(missing), live)
         except ReconcileBoundError as exc:
             self.owner.stop(str(exc), exc)
-        present = still_present(self.config, self.stream_name, missing)
+        settings = self.owner.settings
+        present = still_present(settings.marketo_connection, settings.dynamics_connection, self.stream_name, missing)
         if present:
             self.logger.warning(
                 "key reconciliation: %d %s record(s) absent from this full extraction still exist when read by "

@@ -5,24 +5,27 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from mktdyn_common.cli import plugin_main
+from mktdyn_common.errors import ConfigurationError, MktdynError
 from mktdyn_common.redact import protect_secrets, redact
 from mktdyn_common.state import EXTRACTION, FULL, INCREMENTAL
-from singer_sdk import Sink, Target
+from singer_sdk import Sink
 
 from target_mktdyn_merge.core.values import now_iso
 from target_mktdyn_merge.core.vocabulary import STREAMS, UnknownStreamError
-from target_mktdyn_merge.plugin.settings import build_config_schema
+from target_mktdyn_merge.plugin.sdk import StateObservingTarget
+from target_mktdyn_merge.plugin.settings import CONFIG_SCHEMA, merge_settings
 from target_mktdyn_merge.plugin.singer_input import CheckedSingerReader, SingerInputError
 from target_mktdyn_merge.plugin.sinks import StagingSink
 from target_mktdyn_merge.store.database import Store, StoreError
 from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
+from target_mktdyn_merge.sync.merge_settings import MergeSettings
 
 
-class TargetMktdynMerge(Target):
+class TargetMktdynMerge(StateObservingTarget):
     """Keeps Marketo persons and Dynamics leads/contacts in step, both ways, field by field."""
 
     name = "target-mktdyn-merge"
-    config_jsonschema = build_config_schema()
+    config_jsonschema = CONFIG_SCHEMA
     default_sink_class = StagingSink
     message_reader_class = CheckedSingerReader
 
@@ -35,6 +38,7 @@ class TargetMktdynMerge(Target):
             self.config.get(k) for k in ("marketo_client_secret", "dynamics_client_secret", "dynamics_password")
         )
         self._store: Store | None = None
+        self._settings: MergeSettings | None = None
         self._run_id: str | None = None
         #: When this invocation (and so its tap, which Meltano starts with it) started: its run's start.
         self._started_at = now_iso()
@@ -42,10 +46,20 @@ class TargetMktdynMerge(Target):
         self.extraction: dict[str, str] = {}
 
     @property
+    def settings(self) -> MergeSettings:
+        """The run's settings, built once from the validated config (a bad one stops the run, naming it)."""
+        if self._settings is None:
+            try:
+                self._settings = merge_settings(self.config)
+            except ConfigurationError as exc:
+                self.stop(str(exc), exc)
+        return self._settings
+
+    @property
     def store(self) -> Store:
         """The store, opened and migrated on first use (not at import or construction)."""
         if self._store is None:
-            store = Store(self.config.get("store_url") or None)
+            store = Store(self.settings.store_url)
             store.migrate()
             self._store = store
         return self._store
@@ -54,11 +68,7 @@ class TargetMktdynMerge(Target):
     def run_id(self) -> str:
         """The run id of this invocation; the merging invocation owns the job's run id (docs/architecture.md §9.5)."""
         if self._run_id is None:
-            mode = (
-                "stage"
-                if not self.config.get("merge", True)
-                else ("dry_run" if self.config.get("dry_run") else "merge")
-            )
+            mode = "stage" if not self.settings.merge else ("dry_run" if self.settings.dry_run else "merge")
             self._run_id = self.store.start_run(mode, self._started_at)
         return self._run_id
 
@@ -68,15 +78,13 @@ class TargetMktdynMerge(Target):
             raise UnknownStreamError(stream_name)
         return super().get_sink_class(stream_name)
 
-    def _process_state_message(self, message_dict: dict[str, Any]) -> None:
-        """Note how each stream was extracted (its bookmark's ``extraction``), then let the SDK handle STATE."""
-        value = message_dict.get("value")
+    def observe_state(self, value: Any) -> None:
+        """Note how each stream was extracted (its bookmark's ``extraction``) before the SDK handles STATE."""
         bookmarks = value.get("bookmarks") if isinstance(value, dict) else None
         if isinstance(bookmarks, dict):
             for stream, bookmark in bookmarks.items():
                 if isinstance(bookmark, dict) and bookmark.get(EXTRACTION) in (FULL, INCREMENTAL):
                     self.extraction[str(stream)] = str(bookmark[EXTRACTION])
-        super()._process_state_message(message_dict)
 
     def check_store_matches_bookmarks(self) -> None:
         """Refuse an incremental extraction into a store that never staged the stream in full (architecture §10).
@@ -133,7 +141,7 @@ class TargetMktdynMerge(Target):
             self.refuse_input(SingerInputError(None, str(exc)))
         run_id = self.run_id
         self.check_store_matches_bookmarks()
-        if not self.config.get("merge", True):
+        if not self.settings.merge:
             self.store.finish_run(run_id, "succeeded", {"staged": self.store.staged_counts()})
             return
         from target_mktdyn_merge.sync.engine import run_merge
@@ -141,12 +149,12 @@ class TargetMktdynMerge(Target):
         try:
             with write_lock(
                 self.store,
-                wait=self.config.get("lock_wait", True),
-                timeout_seconds=float(self.config.get("lock_timeout_seconds", 600)),
+                wait=self.settings.lock_wait,
+                timeout_seconds=self.settings.lock_timeout_seconds,
                 logger=self.logger,
             ):
-                run_merge(self, run_id)
-        except StoreLockedError as exc:
+                run_merge(self.store, self.settings, run_id, self.logger)
+        except (StoreLockedError, MktdynError) as exc:
             self.stop(str(exc), exc)
 
 

@@ -7,51 +7,32 @@ with a one-line reason naming the setting or the API code.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
-from mktdyn_common.errors import ConfigurationError, MktdynError
+from mktdyn_common.errors import ConfigurationError
 from tap_dynamics_leads.client import DataverseClient
-from tap_dynamics_leads.connection import DataverseConnection
 from tap_dynamics_leads.metadata import AttributeMetadata
 from tap_marketo_leads.client import MarketoClient
-from tap_marketo_leads.connection import MarketoConnection
 
-from target_mktdyn_merge.core.fieldmap import FieldMap, parse_field_map, validate_field_map
+from target_mktdyn_merge.core.fieldmap import FieldMap, validate_field_map
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.pair_merge import MergeContext
 from target_mktdyn_merge.core.policies import SyncPolicy, check_subject_template
 from target_mktdyn_merge.core.validation import DynamicsValidator, MarketoValidator
 from target_mktdyn_merge.core.vocabulary import ENTITIES
-from target_mktdyn_merge.ops.report import render_report
+from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.sync.freshness import refresh_stale
 from target_mktdyn_merge.sync.marketo_activities import post_activities
+from target_mktdyn_merge.sync.merge_settings import MergeSettings
 from target_mktdyn_merge.sync.outcomes import Outcomes
 from target_mktdyn_merge.sync.planner import Planner, PlanSettings, merge_run_number
+from target_mktdyn_merge.sync.report import render_report
 from target_mktdyn_merge.sync.write_context import WriteContext
 from target_mktdyn_merge.sync.writeback import write_back
-
-if TYPE_CHECKING:
-    from target_mktdyn_merge.plugin.target import TargetMktdynMerge
-
-
-def load_field_map(config: dict[str, Any]) -> FieldMap:
-    """The configured field map (the default when ``field_map`` is empty)."""
-    try:
-        return parse_field_map(config.get("field_map") or {})
-    except ValueError as exc:
-        raise ConfigurationError("field_map", str(exc)) from exc
-
-
-def load_policy(config: dict[str, Any]) -> SyncPolicy:
-    """The create/delete policies."""
-    try:
-        return SyncPolicy.from_config(config)
-    except ValueError as exc:
-        raise ConfigurationError(str(exc).split(":")[0], str(exc)) from exc
 
 
 def read_metadata(marketo: MarketoClient, dynamics: DataverseClient) -> SyncMetadata:
@@ -69,61 +50,57 @@ def check_configuration(field_map: FieldMap, policy: SyncPolicy, metadata: SyncM
         raise ConfigurationError("field_map", "; ".join(problems))
 
 
-def run_merge(target: TargetMktdynMerge, run_id: str) -> None:
-    """Plan everything that changed since the last merge, then (unless a dry run) write it back."""
-    config = dict(target.config)
-    store = target.store
-    dry_run = bool(config.get("dry_run", False))
+def run_merge(store: Store, settings: MergeSettings, run_id: str, logger: logging.Logger) -> None:
+    """Plan everything that changed since the last merge, then (unless a dry run) write it back.
+
+    Raises:
+        MktdynError: A configuration or API error that ends the run (the plugin closes it as failed).
+        SystemExit: The run completed with more record-level failures than ``max_record_failures``.
+    """
+    dry_run = settings.dry_run
+    marketo = MarketoClient(settings.marketo_connection())
+    dynamics = DataverseClient(settings.dynamics_connection())
     try:
-        field_map = load_field_map(config)
-        policy = load_policy(config)
-        marketo = MarketoClient(MarketoConnection.from_config(config, "marketo_"))
-        dynamics = DataverseClient(DataverseConnection.from_config(config, "dynamics_"))
-        try:
-            metadata = read_metadata(marketo, dynamics)
-            check_configuration(field_map, policy, metadata)
-            settings = PlanSettings(
-                run_id=run_id,
-                run_number=merge_run_number(store),
-                dry_run=dry_run,
-                field_map=field_map,
-                policy=policy,
-                metadata=metadata,
-                sync_filter_field=config.get("sync_filter_field") or None,
+        metadata = read_metadata(marketo, dynamics)
+        check_configuration(settings.field_map, settings.policy, metadata)
+        plan = PlanSettings(
+            run_id=run_id,
+            run_number=merge_run_number(store),
+            dry_run=dry_run,
+            field_map=settings.field_map,
+            policy=settings.policy,
+            metadata=metadata,
+            sync_filter_field=settings.sync_filter_field,
+        )
+        if not dry_run:
+            refresh_stale(store, run_id, marketo, dynamics, logger)
+        clock = time.monotonic()
+        counts: Counter[str] = Planner(store, plan).run()
+        logger.info(
+            "merge planned in %.1f s: %s",
+            time.monotonic() - clock,
+            ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing changed",
+        )
+        failures = 0
+        if not dry_run:
+            outcomes = Outcomes(store, run_id, settings_merge_context(plan))
+            context = WriteContext(
+                store,
+                run_id,
+                settings_merge_context(plan),
+                outcomes,
+                DynamicsValidator(metadata.dynamics_attributes, settings.enforce_required_levels),
+                MarketoValidator(metadata.marketo_fields),
             )
-            if not dry_run:
-                refresh_stale(store, run_id, marketo, dynamics, target.logger)
-            clock = time.monotonic()
-            counts: Counter[str] = Planner(store, settings).run()
-            target.logger.info(
-                "merge planned in %.1f s: %s",
-                time.monotonic() - clock,
-                ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing changed",
-            )
-            failures = 0
-            if not dry_run:
-                outcomes = Outcomes(store, run_id, MergeContext(metadata, field_map, settings.run_number))
-                context = WriteContext(
-                    store,
-                    run_id,
-                    settings_merge_context(settings),
-                    outcomes,
-                    DynamicsValidator(metadata.dynamics_attributes, config.get("enforce_required_levels") or "create"),
-                    MarketoValidator(metadata.marketo_fields),
-                )
-                counts.update(write_back(context, marketo, dynamics, int(config.get("dynamics_batch_size") or 100)))
-                failures = outcomes.failures()
-                activity_type = str(config.get("marketo_activity_type") or "")
-                if activity_type:
-                    counts["posted_to_marketo"] += post_activities(store, run_id, marketo, activity_type)
-            calls = {"marketo": dict(marketo.calls), "dynamics": dict(dynamics.calls)}
-        finally:
-            marketo.close()
-            dynamics.close()
-    except MktdynError as exc:
-        target.stop(str(exc), exc)
-    configured = config.get("max_record_failures")
-    limit = int(configured) if configured is not None else 1000
+            counts.update(write_back(context, marketo, dynamics, settings.dynamics_batch_size))
+            failures = outcomes.failures()
+            if settings.marketo_activity_type:
+                counts["posted_to_marketo"] += post_activities(store, run_id, marketo, settings.marketo_activity_type)
+        calls = {"marketo": dict(marketo.calls), "dynamics": dict(dynamics.calls)}
+    finally:
+        marketo.close()
+        dynamics.close()
+    limit = settings.max_record_failures
     status = "failed" if failures > limit else "succeeded"
     summary = {
         "activities": dict(counts),

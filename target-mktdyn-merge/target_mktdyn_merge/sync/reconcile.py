@@ -16,9 +16,8 @@ under a ``delete`` policy, deletes the other system's records. So:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from mktdyn_common.errors import MktdynError
 from tap_dynamics_leads.client import DataverseClient
@@ -30,8 +29,6 @@ from target_mktdyn_merge.core.vocabulary import ENTITY_SET, STREAMS
 
 #: Up to this many missing records the share is not checked (only the count is).
 SHARE_FLOOR = 5
-DEFAULT_MAX_DELETES = 100
-DEFAULT_MAX_SHARE = 0.1
 
 
 class ReconcileBoundError(MktdynError):
@@ -42,18 +39,8 @@ class ReconcileBoundError(MktdynError):
 class ReconcileBounds:
     """How many records one run may find deleted by key reconciliation, per stream."""
 
-    max_deletes: int = DEFAULT_MAX_DELETES
-    max_share: float = DEFAULT_MAX_SHARE
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ReconcileBounds:
-        """The bounds of the target's settings (``max_reconcile_deletes``, ``max_reconcile_share``)."""
-        deletes = config.get("max_reconcile_deletes")
-        share = config.get("max_reconcile_share")
-        return cls(
-            DEFAULT_MAX_DELETES if deletes is None else int(deletes),
-            DEFAULT_MAX_SHARE if share is None else float(share),
-        )
+    max_deletes: int
+    max_share: float
 
     def check(self, stream: str, missing: int, live: int) -> None:
         """Raise :class:`ReconcileBoundError` when ``missing`` of ``live`` records exceeds a bound."""
@@ -72,20 +59,25 @@ class ReconcileBounds:
         )
 
 
-def still_present(config: Mapping[str, Any], stream: str, record_ids: Sequence[str]) -> set[str]:
+def still_present(
+    marketo_connection: Callable[[], MarketoConnection],
+    dynamics_connection: Callable[[], DataverseConnection],
+    stream: str,
+    record_ids: Sequence[str],
+) -> set[str]:
     """The records of ``record_ids`` that the source system still has, read directly by id."""
     spec = STREAMS[stream]
     if not record_ids:
         return set()
     if spec.system == "dynamics":
-        dynamics = DataverseClient(DataverseConnection.from_config(dict(config), "dynamics_"))
+        dynamics = DataverseClient(dynamics_connection())
         try:
             rows = dynamics.find_by_ids(ENTITY_SET[spec.entity], spec.key, record_ids, [spec.key])
             found = {str(row[spec.key]).lower() for row in rows}
             return {record_id for record_id in record_ids if record_id.lower() in found}
         finally:
             dynamics.close()
-    marketo = MarketoClient(MarketoConnection.from_config(dict(config), "marketo_"))
+    marketo = MarketoClient(marketo_connection())
     try:
         return {str(person["id"]) for person in marketo.get_leads("id", record_ids, ["id"])} & set(record_ids)
     finally:
