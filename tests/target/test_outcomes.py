@@ -11,7 +11,7 @@ from target_mktdyn_merge.core.merge import BaselineEntry
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.pair_merge import MergeContext
 from target_mktdyn_merge.core.records import Pair
-from target_mktdyn_merge.core.writes import PlannedWrite
+from target_mktdyn_merge.core.writes import OutboxContext, PlannedWrite, WrittenField
 from target_mktdyn_merge.store.activity_log import iter_activities
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import due_entries, plan_writes
@@ -36,7 +36,7 @@ def confirm_person_create(tmp_path: Path, *, linked_existing: bool) -> Pair:
         store.stage("dynamics_contacts", [CONTACT], run_id)
         payload = {"email": "ada@example.org", "firstName": "Ada", "title": "CFO"}
         write = PlannedWrite(
-            "marketo", "create", payload, entity="contact", context={"dynamics_id": "c-1", "entity": "contact"}
+            "marketo", "create", payload, entity="contact", context=OutboxContext(dynamics_id="c-1", entity="contact")
         )
         with store.transaction() as connection:
             plan_writes(connection, run_id, [write])
@@ -83,10 +83,7 @@ def confirm_dynamics_update(tmp_path: Path, representation: dict[str, object]) -
             {"jobtitle": "CTO"},
             entity="lead",
             target_id="l-1",
-            context={
-                "person_id": "7",
-                "fields": [{"field": "title", "column": "jobtitle", "kind": "string", "other": "CTO"}],
-            },
+            context=OutboxContext(person_id="7", fields=(WrittenField("title", "jobtitle", "string", "CTO"),)),
             activity=Activity(
                 "updated", "7", "lead", "l-1", "to_dynamics", fields=[FieldChange("jobtitle", "CFO", "CTO")]
             ),

@@ -20,14 +20,10 @@ from tap_dynamics_leads.metadata import AttributeMetadata, OptionValue
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.connection import MarketoConnection
 from tap_marketo_leads.schema import FieldInfo, fields_from_describe
+from target_mktdyn_merge.core.dynamics_validation import DynamicsValidator
+from target_mktdyn_merge.core.marketo_validation import MarketoValidator
 from target_mktdyn_merge.core.metadata import with_updatable
-from target_mktdyn_merge.core.validation import (
-    DynamicsValidator,
-    MarketoValidator,
-    Violation,
-    split_valid,
-    text_length,
-)
+from target_mktdyn_merge.core.validation import Violation, split_valid, text_length
 
 GUID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 EMOJI = "\N{GRINNING FACE}"  # outside the BMP: 1 code point, 2 UTF-16 units

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from target_mktdyn_merge.core.normalize import canonical, normalize_email
-from target_mktdyn_merge.core.vocabulary import Entity, Side
+from target_mktdyn_merge.core.vocabulary import ENTITY_AUTHORITY, Entity, Side
 
 MatchOutcome = Literal["linked", "moved_to_contact", "new_link", "ambiguous", "none"]
 """``linked``: existing link kept; ``moved_to_contact``: qualification moved the pair; ``new_link``: a new
@@ -262,4 +262,4 @@ def match_dynamics_rows(rows: Sequence[DynamicsRow], marketo_person_ids: Sequenc
 
 
 def _entity_authority(entity: Entity) -> Side:
-    return "marketo" if entity == "lead" else "dynamics"
+    return ENTITY_AUTHORITY[entity]

@@ -42,7 +42,7 @@ from target_mktdyn_merge.core.normalize import (
     to_dynamics_value,
     to_marketo_value,
 )
-from target_mktdyn_merge.core.vocabulary import Entity, Side
+from target_mktdyn_merge.core.vocabulary import ENTITY_AUTHORITY, Entity, Side
 
 Outcome = Literal["in_sync", "to_dynamics", "to_marketo", "stable", "blocked", "frozen", "unknown", "kept"]
 """What the merge decided for one field (table in the module docstring)."""
@@ -50,8 +50,6 @@ Outcome = Literal["in_sync", "to_dynamics", "to_marketo", "stable", "blocked", "
 WriteDirection = Literal["to_dynamics", "to_marketo"]
 """The two ways a value can be written."""
 
-ENTITY_AUTHORITY: Mapping[str, Side] = {"lead": "marketo", "contact": "dynamics"}
-"""Who wins a collision by default: marketing owns prospects (leads), sales owns customers (contacts)."""
 
 _SIDE_NAME: Mapping[str, str] = {"marketo": "Marketo", "dynamics": "Dynamics"}
 FIRST_LINK_BLANK_RULE = "first link: a blank never overwrites a value"
@@ -509,13 +507,21 @@ def confirm_baseline(
             baseline[rule.marketo] = BaselineEntry(decision.marketo_canonical, decision.dynamics_canonical)
         elif decision.outcome == "to_dynamics" and dynamics_stored is not None:
             stored = dynamics_stored.get(rule.dynamics, decision.written_value)
-            baseline[rule.marketo] = BaselineEntry(decision.marketo_canonical, canonical(rule.kind, stored, option_set))
+            baseline[rule.marketo] = landed_entry("dynamics", rule.kind, stored, decision.marketo_canonical, option_set)
         elif decision.outcome == "to_marketo" and marketo_stored is not None:
             stored = marketo_stored.get(rule.marketo, decision.written_value)
-            baseline[rule.marketo] = BaselineEntry(
-                canonical(rule.kind, stored, option_set), decision.dynamics_canonical
-            )
+            baseline[rule.marketo] = landed_entry("marketo", rule.kind, stored, decision.dynamics_canonical, option_set)
     return baseline
+
+
+def landed_entry(side: Side, kind: str, stored: Any, other: Any, option_set: OptionSet | None) -> BaselineEntry:
+    """A field's baseline once a write to ``side`` is confirmed: what that side stored, and the other's value.
+
+    The one rule for moving a baseline after a write, whether the merge sees the confirmation (a re-merge) or
+    the outcome of an outbox entry does (docs/architecture.md §3: baselines move only on confirmed writes).
+    """
+    landed = canonical(kind, stored, option_set)
+    return BaselineEntry(other, landed) if side == "dynamics" else BaselineEntry(landed, other)
 
 
 def snapshot_baseline(

@@ -16,7 +16,8 @@ from target_mktdyn_merge.core.fieldmap import FieldMap
 from target_mktdyn_merge.core.merge import FieldDecision, MergeResult, PairInput, merge_pair
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.records import Pair
-from target_mktdyn_merge.core.writes import PlannedWrite
+from target_mktdyn_merge.core.vocabulary import ENTITY_AUTHORITY, SIDES, Side
+from target_mktdyn_merge.core.writes import OutboxContext, PlannedWrite, WrittenField
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,17 @@ def merge(
             dynamics_read_only=metadata.dynamics_not_updatable(pair.entity),
             field_map=context.field_map,
             guards=pair.guards,
+            authority_override=_authority_override(pair),
             create_path=create_path,
         )
     )
+
+
+def _authority_override(pair: Pair) -> Side | None:
+    """The authority stored with the pair, when it is not the entity's default (the merge's ``authority_override``)."""
+    if pair.authority in SIDES and pair.authority != ENTITY_AUTHORITY[pair.entity]:
+        return "marketo" if pair.authority == "marketo" else "dynamics"
+    return None
 
 
 def kept_differences(result: MergeResult) -> list[dict[str, Any]]:
@@ -127,15 +136,12 @@ def merge_writes(pair: Pair, result: MergeResult, etag: str | None) -> list[Plan
         if not decisions:
             continue
         to_dynamics = direction == "to_dynamics"
-        fields = [
-            {
-                "field": d.field,
-                "column": d.column,
-                "kind": d.mapping.kind,
-                "other": d.marketo_canonical if to_dynamics else d.dynamics_canonical,
-            }
+        fields = tuple(
+            WrittenField(
+                d.field, d.column, d.mapping.kind, d.marketo_canonical if to_dynamics else d.dynamics_canonical
+            )
             for d in decisions
-        ]
+        )
         changes = [
             FieldChange(
                 d.column if to_dynamics else d.field,
@@ -154,7 +160,7 @@ def merge_writes(pair: Pair, result: MergeResult, etag: str | None) -> list[Plan
                     entity=pair.entity,
                     target_id=pair.dynamics_id,
                     pair_id=pair.pair_id,
-                    context={"person_id": pair.marketo_id, "etag": etag, "fields": fields},
+                    context=OutboxContext(person_id=pair.marketo_id, etag=etag, fields=fields),
                     activity=activity,
                 )
             )
@@ -167,7 +173,7 @@ def merge_writes(pair: Pair, result: MergeResult, etag: str | None) -> list[Plan
                     entity=pair.entity,
                     target_id=pair.marketo_id,
                     pair_id=pair.pair_id,
-                    context={"dynamics_id": pair.dynamics_id, "fields": fields},
+                    context=OutboxContext(dynamics_id=pair.dynamics_id, fields=fields),
                     activity=activity,
                 )
             )

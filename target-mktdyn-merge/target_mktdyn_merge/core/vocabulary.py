@@ -17,6 +17,9 @@ Entity = Literal["lead", "contact"]
 """The Dynamics table a Marketo person is paired with."""
 ENTITIES: tuple[Entity, ...] = get_args(Entity)
 
+ENTITY_AUTHORITY: dict[str, Side] = {"lead": "marketo", "contact": "dynamics"}
+"""Who wins a collision by default: marketing owns prospects (leads), sales owns customers (contacts)."""
+
 PERSONS_STREAM = "marketo_leads"
 """The stream of Marketo persons (the tap's name for them)."""
 

@@ -21,12 +21,14 @@ from mktdyn_common.errors import MktdynError
 from mktdyn_common.redact import redact
 
 from target_mktdyn_merge.core.activity import Activity
+from target_mktdyn_merge.core.merge import clear_field
 from target_mktdyn_merge.core.values import now_iso
 from target_mktdyn_merge.ops.project_config import config_source, resolved_store_url, store_url
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.activity_log import iter_activities, record_activities
 from target_mktdyn_merge.store.database import Store, new_run_id, open_existing
 from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
+from target_mktdyn_merge.store.pairs import all_pairs, delete_pair, mark_pair_dirty, pairs_by_person, save_pairs
 from target_mktdyn_merge.sync.report import pending_writes, render_report, table
 
 
@@ -153,13 +155,12 @@ def _write_lock(store: Store, args: argparse.Namespace) -> Iterator[None]:
 def cmd_unlink(args: argparse.Namespace) -> int:
     """Forget the link of one person (the next run matches it again, by email)."""
     store = _store(args)
-    table_ = tables.pairs
     with _write_lock(store, args), store.transaction() as connection:
-        pair = connection.execute(sa.select(table_).where(table_.c.marketo_id == str(args.person))).first()
+        pair = pairs_by_person(connection, [str(args.person)]).get(str(args.person))
         if pair is None:
             raise MktdynError(f"person {args.person} is not linked")
-        connection.execute(sa.delete(table_).where(table_.c.pair_id == pair.pair_id))
-        _mark_dirty(connection, str(args.person), pair.entity, pair.dynamics_id)
+        delete_pair(connection, pair)
+        mark_pair_dirty(connection, pair)
         run_id = f"{new_run_id()}-unlink"
         connection.execute(
             sa.insert(tables.runs).values(
@@ -201,30 +202,19 @@ def cmd_resync(args: argparse.Namespace) -> int:
     """Forget the baseline (and ping-pong guard) of a field so the next run compares it afresh."""
     _mapped_field(args, args.field)
     store = _store(args)
-    pairs = tables.pairs
-    changed = 0
     with _write_lock(store, args), store.transaction() as connection:
-        query = sa.select(pairs)
         if args.person:
-            query = query.where(pairs.c.marketo_id == str(args.person))
-        selected = connection.execute(query).all()
-        if args.person and not selected:
-            raise MktdynError(f"person {args.person} is not linked")
-        for pair in selected:
-            baseline = json.loads(pair.baseline)
-            guard = json.loads(pair.guard)
-            if args.field not in baseline and args.field not in guard:
-                continue
-            baseline.pop(args.field, None)
-            guard.pop(args.field, None)
-            connection.execute(
-                sa.update(pairs)
-                .where(pairs.c.pair_id == pair.pair_id)
-                .values(baseline=json.dumps(baseline), guard=json.dumps(guard))
-            )
-            _mark_dirty(connection, pair.marketo_id, pair.entity, pair.dynamics_id)
-            changed += 1
-    sys.stdout.write(f"baseline of {args.field!r} forgotten on {changed} pair(s); the next sync re-merges them\n")
+            selected = list(pairs_by_person(connection, [str(args.person)]).values())
+            if not selected:
+                raise MktdynError(f"person {args.person} is not linked")
+        else:
+            selected = all_pairs(connection)
+        changed = [pair for pair in selected if args.field in pair.baseline or args.field in pair.guards]
+        for pair in changed:
+            pair.baseline, pair.guards = clear_field(pair.baseline, pair.guards, args.field)
+            mark_pair_dirty(connection, pair)
+        save_pairs(connection, changed)
+    sys.stdout.write(f"baseline of {args.field!r} forgotten on {len(changed)} pair(s); the next sync re-merges them\n")
     return 0
 
 
@@ -269,15 +259,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     result = run_verify(config, store, sample=args.sample, person=args.person, seed=args.seed)
     (render_jsonl if args.format == "jsonl" else render_text)(result, sys.stdout)
     return 1 if result.drift else 0
-
-
-def _mark_dirty(connection: sa.Connection, person_id: str, entity: str, dynamics_id: str) -> None:
-    staged = tables.staged
-    stream = "dynamics_leads" if entity == "lead" else "dynamics_contacts"
-    for source, record_id in (("marketo_leads", person_id), (stream, dynamics_id)):
-        connection.execute(
-            sa.update(staged).where(staged.c.source == source, staged.c.record_id == record_id).values(merged_seq=0)
-        )
 
 
 def build_parser() -> argparse.ArgumentParser:

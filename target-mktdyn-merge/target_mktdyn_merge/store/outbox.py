@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 
-from target_mktdyn_merge.core.activity import activity_to_dict
 from target_mktdyn_merge.core.values import dumps, now_iso
-from target_mktdyn_merge.core.writes import OutboxEntry, PlannedWrite
+from target_mktdyn_merge.core.writes import OutboxContext, OutboxEntry, PlannedWrite
 from target_mktdyn_merge.store import schema as tables
 
 
@@ -30,7 +30,7 @@ def plan_writes(connection: sa.Connection, run_id: str, writes: Iterable[Planned
             "target_id": w.target_id,
             "idempotency_key": w.idempotency_key,
             "payload": dumps(dict(w.payload)),
-            "context": dumps({**w.context, "activity": activity_to_dict(w.activity) if w.activity else None}),
+            "context": dumps(replace(w.context, activity=w.activity).to_dict()),
             "status": status,
             "attempts": 0,
             "created_at": at,
@@ -120,7 +120,7 @@ def due_entries(connection: sa.Connection, now: str, after_op_id: int = 0, limit
             target_id=row.target_id,
             idempotency_key=row.idempotency_key,
             payload=json.loads(row.payload),
-            context=json.loads(row.context),
+            context=OutboxContext.from_dict(json.loads(row.context)),
             status=row.status,
             attempts=row.attempts,
         )
@@ -138,7 +138,7 @@ def mark(
     next_attempt_at: str | None = None,
     count_attempt: bool = False,
     payload: Mapping[str, Any] | None = None,
-    context: Mapping[str, Any] | None = None,
+    context: OutboxContext | None = None,
 ) -> None:
     """Move entries to ``status`` (with the error seen and when to try again)."""
     outbox = tables.outbox
@@ -154,7 +154,7 @@ def mark(
     if payload is not None:
         values["payload"] = dumps(dict(payload))
     if context is not None:
-        values["context"] = dumps(dict(context))
+        values["context"] = dumps(context.to_dict())
     ids = list(op_ids)
     for start in range(0, len(ids), 500):
         connection.execute(sa.update(outbox).where(outbox.c.op_id.in_(ids[start : start + 500])).values(**values))

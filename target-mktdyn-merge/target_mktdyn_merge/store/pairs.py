@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from target_mktdyn_merge.core.merge import BaselineEntry, FieldGuard
 from target_mktdyn_merge.core.records import Pair
 from target_mktdyn_merge.core.values import dumps, now_iso
+from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, PERSONS_STREAM
 from target_mktdyn_merge.store import schema as tables
 
 _CHUNK = 500
@@ -72,12 +73,26 @@ def _pair_values(pair: Pair) -> dict[str, Any]:
     }
 
 
+def all_pairs(connection: sa.Connection) -> list[Pair]:
+    """Every pair (``mktdyn resync`` of a field across the store)."""
+    return [_from_row(row) for row in connection.execute(sa.select(tables.pairs).order_by(tables.pairs.c.pair_id))]
+
+
+def mark_pair_dirty(connection: sa.Connection, pair: Pair) -> None:
+    """Make the next merge revisit both sides of a pair, as if both had changed."""
+    staged = tables.staged
+    for source, record_id in ((PERSONS_STREAM, pair.marketo_id), (DYNAMICS_STREAM[pair.entity], pair.dynamics_id)):
+        connection.execute(
+            sa.update(staged).where(staged.c.source == source, staged.c.record_id == record_id).values(merged_seq=0)
+        )
+
+
 def save_pair(connection: sa.Connection, pair: Pair, run_id: str) -> None:
     """Insert or update a pair (a moved pair keeps its row; its Dynamics side changes)."""
     save_pairs(connection, [pair], run_id)
 
 
-def save_pairs(connection: sa.Connection, pairs: Iterable[Pair], run_id: str) -> None:
+def save_pairs(connection: sa.Connection, pairs: Iterable[Pair], run_id: str | None = None) -> None:
     """Insert or update many pairs in two statements (an initial sync links tens of thousands).
 
     Updates go first, so a pair that moved frees its old Dynamics row before a new pair may take it. New
@@ -96,6 +111,8 @@ def save_pairs(connection: sa.Connection, pairs: Iterable[Pair], run_id: str) ->
             [{"b_pair_id": p.pair_id, **{f"b_{k}": v for k, v in _pair_values(p).items()}} for p in known],
         )
     if new:
+        if run_id is None:
+            raise ValueError("new pairs are saved with the run that linked them")
         linked_at = now_iso()
         rows = [{"linked_at": linked_at, "linked_run": run_id, **_pair_values(p)} for p in new]
         inserted = connection.execute(

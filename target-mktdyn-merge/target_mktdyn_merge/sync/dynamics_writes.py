@@ -18,7 +18,7 @@ from mktdyn_common.errors import TransientError
 from tap_dynamics_leads.batch import BatchOperation, BatchResult
 from tap_dynamics_leads.client import DataverseClient
 
-from target_mktdyn_merge.core.activity import Activity, activity_to_dict
+from target_mktdyn_merge.core.activity import Activity
 from target_mktdyn_merge.core.crashpoints import crash_point
 from target_mktdyn_merge.core.normalize import normalize_email
 from target_mktdyn_merge.core.validation import Operation
@@ -123,7 +123,7 @@ class DynamicsWriter:
                 [
                     Activity(
                         "skipped",
-                        entry.context.get("person_id"),
+                        entry.context.person_id,
                         entity,
                         row_id if len(found) == 1 else None,
                         "to_dynamics",
@@ -158,7 +158,7 @@ class DynamicsWriter:
         if entry.action == "delete":
             return BatchOperation.delete(entity_set, str(entry.target_id))
         if entry.action == "update":
-            etag = etag or entry.context.get("etag")
+            etag = etag or entry.context.etag
         return BatchOperation.update(entity_set, str(entry.target_id), entry.payload, etag, self._select(entity))
 
     # -- sending --------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ class DynamicsWriter:
         for entry in conflicts:
             entity = entity_of(entry)
             row = self.client.get(ENTITY_SET[entity], str(entry.target_id), self._select(entity))
-            person_id = str(entry.context.get("person_id"))
+            person_id = str(entry.context.person_id)
             person = self.context.store.staged_record("marketo_leads", person_id)
             pair = self.context.pair_of(person_id)
             if row is None or person is None or pair is None or pair.dynamics_id != entry.target_id:
@@ -266,19 +266,13 @@ class DynamicsWriter:
             writes, activities = self.context.remerge(pair, person.fields, fresh, etag)
             mine = [w for w in writes if w.system == "dynamics"]
             self.context.follow_up(w for w in writes if w.system == "marketo")
-            if not mine or entry.context.get("follow_up"):
+            if not mine or entry.context.follow_up:
                 if mine:
                     self.context.outcomes.deferred(entry, "the row moved again; re-merged next run")
                 else:
                     self.context.outcomes.superseded(entry, activities)
                 continue
-            replacement = mine[0]
-            activity = replacement.activity
-            context = {**replacement.context, "activity": activity_to_dict(activity) if activity else None}
-            entry.payload = dict(replacement.payload)
-            entry.context = context
-            with self.context.store.transaction() as connection:
-                mark(connection, [entry.op_id], "planned", payload=entry.payload, context=context)
+            self.context.replace(entry, mine[0])
             etags[entry.op_id] = etag
             retry.append(entry)
             self.context.outcomes.noted(activities)

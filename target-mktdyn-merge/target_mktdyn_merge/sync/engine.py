@@ -18,11 +18,12 @@ from tap_dynamics_leads.client import DataverseClient
 from tap_dynamics_leads.metadata import AttributeMetadata
 from tap_marketo_leads.client import MarketoClient
 
+from target_mktdyn_merge.core.dynamics_validation import DynamicsValidator
 from target_mktdyn_merge.core.fieldmap import FieldMap, validate_field_map
+from target_mktdyn_merge.core.marketo_validation import MarketoValidator
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.pair_merge import MergeContext
 from target_mktdyn_merge.core.policies import SyncPolicy, check_subject_template
-from target_mktdyn_merge.core.validation import DynamicsValidator, MarketoValidator
 from target_mktdyn_merge.core.vocabulary import ENTITIES
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.sync.freshness import refresh_stale

@@ -18,7 +18,7 @@ from tap_marketo_leads.client import ActivityTypeSpec, MarketoClient
 
 from target_mktdyn_merge.core.crashpoints import crash_point
 from target_mktdyn_merge.core.values import utc_iso
-from target_mktdyn_merge.core.writes import PlannedWrite
+from target_mktdyn_merge.core.writes import OutboxContext, PlannedWrite
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import mark, plan_writes
@@ -145,7 +145,7 @@ def _queue(store: Store, type_id: int, now: datetime) -> None:
                         _item(activity, type_id),
                         target_id=str(row.person_id),
                         idempotency_key=key,
-                        context={"activity_id": row.activity_id},
+                        context=OutboxContext(activity_id=row.activity_id),
                     )
                 )
             plan_writes(connection, str(rows[-1].run_id), writes, "planned")
@@ -192,7 +192,7 @@ def post_activities(store: Store, run_id: str, client: MarketoClient, api_name: 
     posted = 0
     ready = []
     for row in owed:
-        key = str(json.loads(row.context).get("activity_id"))
+        key = str(OutboxContext.from_dict(json.loads(row.context)).activity_id)
         if row.status == "sent" and key in already:
             _confirm(store, row.op_id, key)
             posted += 1
@@ -209,7 +209,7 @@ def post_activities(store: Store, run_id: str, client: MarketoClient, api_name: 
             logger.warning("posting %d Marketo activities did not complete (%s); checked next run", len(chunk), exc)
             break
         for row, outcome in zip(chunk, outcomes, strict=True):
-            key = str(json.loads(row.context).get("activity_id"))
+            key = str(OutboxContext.from_dict(json.loads(row.context)).activity_id)
             if outcome.status == "added":
                 _confirm(store, row.op_id, key)
                 posted += 1

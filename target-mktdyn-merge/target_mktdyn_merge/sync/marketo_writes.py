@@ -22,7 +22,6 @@ from mktdyn_common.errors import TransientError
 from tap_marketo_leads.client import MarketoClient
 from tap_marketo_leads.outcomes import RecordOutcome
 
-from target_mktdyn_merge.core.activity import activity_to_dict
 from target_mktdyn_merge.core.crashpoints import crash_point
 from target_mktdyn_merge.core.normalize import canonical
 from target_mktdyn_merge.core.validation import Operation
@@ -125,12 +124,7 @@ class MarketoWriter:
             self.context.outcomes.superseded(entry, activities)
             return None
         self.context.outcomes.noted(activities)
-        replacement = mine[0]
-        activity = replacement.activity
-        entry.payload = dict(replacement.payload)
-        entry.context = {**replacement.context, "activity": activity_to_dict(activity) if activity else None}
-        with self.context.store.transaction() as connection:
-            mark(connection, [entry.op_id], "planned", payload=entry.payload, context=entry.context)
+        self.context.replace(entry, mine[0])
         return entry
 
     # -- sending --------------------------------------------------------------------------------

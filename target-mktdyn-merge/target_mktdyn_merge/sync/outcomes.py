@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from target_mktdyn_merge.core.activity import Activity, FieldChange
-from target_mktdyn_merge.core.merge import BaselineEntry, snapshot_baseline
+from target_mktdyn_merge.core.merge import landed_entry, snapshot_baseline
 from target_mktdyn_merge.core.normalize import canonical
 from target_mktdyn_merge.core.pair_merge import MergeContext
 from target_mktdyn_merge.core.records import Pair
@@ -207,7 +207,7 @@ class Outcomes:
         if not ignored or entry.activity is None:
             return frozenset()
         before = {change.field: change.old for change in entry.activity.fields}
-        entity = entry.entity or entry.context.get("entity") or "lead"
+        entity = entry.entity or entry.context.entity or "lead"
         options = self.merge_context.metadata.options(entity)
         moved = set()
         for name, _, landed in ignored:
@@ -225,7 +225,7 @@ class Outcomes:
 
     def _ignored(self, entry: OutboxEntry, stored: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
         """(name, sent, stored) of every mapped field sent whose stored value differs after normalization."""
-        entity = entry.entity or entry.context.get("entity") or "lead"
+        entity = entry.entity or entry.context.entity or "lead"
         options = self.merge_context.metadata.options(entity)
         found = []
         for rule in self.merge_context.field_map.rules(entity):
@@ -245,15 +245,15 @@ class Outcomes:
         system = "Marketo" if entry.system == "marketo" else "Dynamics"
         planned = entry.activity
         words = "; ".join(f"{name}: sent {sent!r}, {system} stored {landed!r}" for name, sent, landed in ignored)
-        dynamics_id = entry.target_id if entry.system == "dynamics" else entry.context.get("dynamics_id")
+        dynamics_id = entry.target_id if entry.system == "dynamics" else entry.context.dynamics_id
         if entry.system == "dynamics" and created_id is not None:
             dynamics_id = created_id
         return Activity(
             "write_ignored",
             person_id
             or (planned.person_id if planned else None)
-            or (entry.target_id if entry.system == "marketo" else entry.context.get("person_id")),
-            planned.entity if planned and planned.entity else entry.entity or entry.context.get("entity"),
+            or (entry.target_id if entry.system == "marketo" else entry.context.person_id),
+            planned.entity if planned and planned.entity else entry.entity or entry.context.entity,
             dynamics_id,
             f"to_{entry.system}",
             fields=[FieldChange(name, sent, landed) for name, sent, landed in ignored],
@@ -288,24 +288,21 @@ class Outcomes:
         if pair is None:
             return
         options = self.merge_context.metadata.options(pair.entity)
-        for written in entry.context.get("fields", []):
-            kind, field_name, column = written["kind"], written["field"], written["column"]
-            if (column if entry.system == "dynamics" else field_name) in keep:
+        for written in entry.context.fields:
+            name = written.column if entry.system == "dynamics" else written.field
+            if name in keep:
                 continue
-            if entry.system == "dynamics":
-                value = landed.get(column, entry.payload.get(column))
-                pair.baseline[field_name] = BaselineEntry(written["other"], canonical(kind, value, options.get(column)))
-            else:
-                value = landed.get(field_name, entry.payload.get(field_name))
-                pair.baseline[field_name] = BaselineEntry(canonical(kind, value, options.get(column)), written["other"])
+            value = landed.get(name, entry.payload.get(name))
+            option_set = options.get(written.column)
+            pair.baseline[written.field] = landed_entry(entry.system, written.kind, value, written.other, option_set)
         save_pair(connection, pair, self.run_id)
 
     def _pair_of(self, connection: sa.Connection, entry: OutboxEntry) -> Pair | None:
-        person_id = entry.context.get("person_id") if entry.system == "dynamics" else entry.target_id
+        person_id = entry.context.person_id if entry.system == "dynamics" else entry.target_id
         if person_id is None:
             return None
         pair = pairs_by_person(connection, [str(person_id)]).get(str(person_id))
-        expected = entry.target_id if entry.system == "dynamics" else entry.context.get("dynamics_id")
+        expected = entry.target_id if entry.system == "dynamics" else entry.context.dynamics_id
         return pair if pair is not None and pair.dynamics_id == expected else None
 
     def _pair_created(
@@ -326,14 +323,14 @@ class Outcomes:
         """
         context = self.merge_context
         if entry.system == "dynamics":
-            person_id = str(entry.context["person_id"])
+            person_id = str(entry.context.person_id)
             person = self.store.staged_record("marketo_leads", person_id)
             marketo_fields = person.fields if person is not None else {}
             dynamics_fields = {**entry.payload, **stored}
             pair = Pair(person_id, "lead", created_id, "marketo")
         else:
-            entity: Entity = "contact" if entry.context.get("entity") == "contact" else "lead"
-            dynamics_id = str(entry.context["dynamics_id"])
+            entity: Entity = "contact" if entry.context.entity == "contact" else "lead"
+            dynamics_id = str(entry.context.dynamics_id)
             row = self.store.staged_record(DYNAMICS_STREAM[entity], dynamics_id)
             dynamics_fields = row.fields if row is not None else {}
             marketo_fields = {**entry.payload, **stored}
@@ -363,9 +360,9 @@ def _activity_for(entry: OutboxEntry, action: ActivityAction) -> Activity:
     if planned is None:
         return Activity(
             action,
-            entry.context.get("person_id"),
+            entry.context.person_id,
             entry.entity,
-            entry.context.get("dynamics_id"),
+            entry.context.dynamics_id,
             direction,
             details={"op_id": entry.op_id},
         )

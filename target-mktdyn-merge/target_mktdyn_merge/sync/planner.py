@@ -42,7 +42,7 @@ from target_mktdyn_merge.core.policies import (
 )
 from target_mktdyn_merge.core.records import Pair, StagedRecord
 from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, Entity
-from target_mktdyn_merge.core.writes import PlannedWrite
+from target_mktdyn_merge.core.writes import OutboxContext, PlannedWrite
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.activity_log import record_activities
 from target_mktdyn_merge.store.database import Store
@@ -475,7 +475,7 @@ class Planner:
                 payload,
                 entity="lead",
                 idempotency_key=f"lead-for-person:{person.record_id}",
-                context={"person_id": person.record_id},
+                context=OutboxContext(person_id=person.record_id),
                 activity=Activity(
                     "created",
                     person.record_id,
@@ -598,7 +598,7 @@ class Planner:
                     payload,
                     entity=decision.target_entity,
                     target_id=decision.target_id,
-                    context={"person_id": person_id, "dynamics_id": pair.dynamics_id},
+                    context=OutboxContext(person_id=person_id, dynamics_id=pair.dynamics_id),
                     activity=outcome,
                 )
             )
@@ -697,7 +697,7 @@ class Planner:
                 entity=chosen.entity,
                 target_id=None,
                 idempotency_key=f"person-for-{chosen.entity}:{chosen.id}",
-                context={"dynamics_id": chosen.id, "entity": chosen.entity},
+                context=OutboxContext(dynamics_id=chosen.id, entity=chosen.entity),
                 activity=Activity(
                     "created",
                     None,

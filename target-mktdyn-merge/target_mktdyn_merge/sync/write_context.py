@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from target_mktdyn_merge.core.activity import Activity
+from target_mktdyn_merge.core.dynamics_validation import DynamicsValidator
+from target_mktdyn_merge.core.marketo_validation import MarketoValidator
 from target_mktdyn_merge.core.merge import confirm_baseline
 from target_mktdyn_merge.core.pair_merge import MergeContext, decision_activities, merge, merge_writes
 from target_mktdyn_merge.core.records import Pair
-from target_mktdyn_merge.core.validation import DynamicsValidator, MarketoValidator, Violation
+from target_mktdyn_merge.core.validation import Violation
 from target_mktdyn_merge.core.vocabulary import Entity
 from target_mktdyn_merge.core.writes import OutboxEntry, PlannedWrite
 from target_mktdyn_merge.store.database import Store
-from target_mktdyn_merge.store.outbox import plan_writes
+from target_mktdyn_merge.store.outbox import mark, plan_writes
 from target_mktdyn_merge.store.pairs import pairs_by_person, save_pair
 from target_mktdyn_merge.sync.outcomes import Outcomes
 
@@ -62,11 +64,18 @@ class WriteContext:
         """Queue writes a re-merge found (processed later in this run, after the current page)."""
         queued = []
         for write in writes:
-            write.context = {**write.context, "follow_up": True}
+            write.context = replace(write.context, follow_up=True)
             queued.append(write)
         if queued:
             with self.store.transaction() as connection:
                 plan_writes(connection, self.run_id, queued, "planned")
+
+    def replace(self, entry: OutboxEntry, replacement: PlannedWrite) -> None:
+        """Put a re-merge's write in the place of an owed entry (same op id: still one write per record)."""
+        entry.payload = dict(replacement.payload)
+        entry.context = replace(replacement.context, activity=replacement.activity)
+        with self.store.transaction() as connection:
+            mark(connection, [entry.op_id], "planned", payload=entry.payload, context=entry.context)
 
     def violations(self, entry: OutboxEntry, found: Iterable[Violation]) -> list[tuple[str, str, str]]:
         """Violations as (field, rule, message) triples naming the record."""
