@@ -24,15 +24,14 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from target_mktdyn_merge.core.baseline import BaselineEntry, confirm_baseline
 from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule
 from target_mktdyn_merge.core.merge import (
     FIRST_LINK_BLANK_RULE,
     NO_BASELINE_BLANK_RULE,
-    BaselineEntry,
     FieldGuard,
     MergeResult,
     PairInput,
-    confirm_baseline,
     merge_pair,
 )
 from target_mktdyn_merge.core.normalize import canonical

@@ -7,19 +7,16 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 import pytest
+from target_mktdyn_merge.core.baseline import BaselineEntry, clear_field, confirm_baseline, snapshot_baseline
 from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule
 from target_mktdyn_merge.core.merge import (
     FIRST_LINK_BLANK_RULE,
     NO_BASELINE_BLANK_RULE,
-    BaselineEntry,
     FieldGuard,
     GuardPolicy,
     MergeResult,
     PairInput,
-    clear_field,
-    confirm_baseline,
     merge_pair,
-    snapshot_baseline,
 )
 from target_mktdyn_merge.core.normalize import OptionSet, canonical
 from target_mktdyn_merge.core.vocabulary import Side

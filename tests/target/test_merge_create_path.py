@@ -9,14 +9,8 @@ from typing import Any
 
 import pytest
 from target_mktdyn_merge.core.activity import FieldChange
-from target_mktdyn_merge.core.merge import (
-    CREATE_PATH_BLANK_RULE,
-    CREATE_PATH_KEPT_RULE,
-    BaselineEntry,
-    PairInput,
-    confirm_baseline,
-    merge_pair,
-)
+from target_mktdyn_merge.core.baseline import BaselineEntry, confirm_baseline
+from target_mktdyn_merge.core.merge import CREATE_PATH_BLANK_RULE, CREATE_PATH_KEPT_RULE, PairInput, merge_pair
 from target_mktdyn_merge.core.pair_merge import collision_activity, kept_differences
 from target_mktdyn_merge.core.policies import SyncPolicy, asked_for_dynamics_lead
 

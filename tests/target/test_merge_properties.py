@@ -6,15 +6,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from target_mktdyn_merge.core.baseline import BaselineEntry, confirm_baseline
 from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule
-from target_mktdyn_merge.core.merge import (
-    FIRST_LINK_BLANK_RULE,
-    NO_BASELINE_BLANK_RULE,
-    BaselineEntry,
-    PairInput,
-    confirm_baseline,
-    merge_pair,
-)
+from target_mktdyn_merge.core.merge import FIRST_LINK_BLANK_RULE, NO_BASELINE_BLANK_RULE, PairInput, merge_pair
 from target_mktdyn_merge.core.normalize import canonical
 from target_mktdyn_merge.core.vocabulary import Entity, Side
 

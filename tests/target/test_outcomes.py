@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from target_mktdyn_merge.core.activity import Activity, FieldChange
+from target_mktdyn_merge.core.baseline import BaselineEntry
 from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP
-from target_mktdyn_merge.core.merge import BaselineEntry
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.pair_merge import MergeContext
 from target_mktdyn_merge.core.records import Pair

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from target_mktdyn_merge.core.delete_policy import decide_delete
 from target_mktdyn_merge.core.fieldmap import parse_field_map
 from target_mktdyn_merge.core.matching import DynamicsRow, MatchResult, ReverseMatch
 from target_mktdyn_merge.core.policies import (
@@ -14,7 +15,6 @@ from target_mktdyn_merge.core.policies import (
     check_subject_template,
     decide_create_in_dynamics,
     decide_create_in_marketo,
-    decide_delete,
     lead_create_payload,
     person_create_payload,
     render_subject,

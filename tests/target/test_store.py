@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from target_mktdyn_merge.store import schema as tables
-from target_mktdyn_merge.store.database import Store, StoreError
+from target_mktdyn_merge.store.connection import StoreError
+from target_mktdyn_merge.store.database import Store
 
 
 def versions(store: Store) -> list[int]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from target_mktdyn_merge.core.merge import BaselineEntry, FieldGuard
+from target_mktdyn_merge.core.baseline import BaselineEntry
+from target_mktdyn_merge.core.merge import FieldGuard
 from target_mktdyn_merge.core.vocabulary import Entity
 
 

@@ -34,7 +34,8 @@ from target_mktdyn_merge.ops.project_config import (
     store_url,
 )
 from target_mktdyn_merge.plugin.settings import CONFIG_SCHEMA, merge_settings
-from target_mktdyn_merge.store.database import StoreError, open_existing
+from target_mktdyn_merge.store.connection import StoreError
+from target_mktdyn_merge.store.database import open_existing
 from target_mktdyn_merge.sync.engine import check_configuration, read_metadata
 
 __all__ = ["ENVIRONMENT", "TARGET_PLUGIN", "config_source", "load_config", "run_check", "store_url"]

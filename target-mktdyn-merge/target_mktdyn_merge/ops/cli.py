@@ -21,14 +21,15 @@ from mktdyn_common.errors import MktdynError
 from mktdyn_common.redact import redact
 
 from target_mktdyn_merge.core.activity import Activity
-from target_mktdyn_merge.core.merge import clear_field
+from target_mktdyn_merge.core.baseline import clear_field
 from target_mktdyn_merge.core.values import now_iso
 from target_mktdyn_merge.ops.project_config import config_source, resolved_store_url, store_url
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.activity_log import iter_activities, record_activities
-from target_mktdyn_merge.store.database import Store, new_run_id, open_existing
+from target_mktdyn_merge.store.database import Store, open_existing
 from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
 from target_mktdyn_merge.store.pairs import all_pairs, delete_pair, mark_pair_dirty, pairs_by_person, save_pairs
+from target_mktdyn_merge.store.runs import new_run_id
 from target_mktdyn_merge.sync.report import pending_writes, render_report, table
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from mktdyn_common.errors import MktdynError
 
-from target_mktdyn_merge.store.database import default_store_url
+from target_mktdyn_merge.store.connection import default_store_url
 
 #: The plugin whose configuration ``check`` and ``mktdyn`` resolve under Meltano.
 TARGET_PLUGIN = "target-mktdyn-merge"

@@ -10,7 +10,8 @@ from singer_sdk import typing as th
 from tap_dynamics_leads.tap import TapDynamicsLeads
 from tap_marketo_leads.tap import TapMarketoLeads
 
-from target_mktdyn_merge.core.policies import CreateInDynamics, DeletePolicy, SyncPolicy, setting_docs
+from target_mktdyn_merge.core.delete_policy import DeletePolicy
+from target_mktdyn_merge.core.policies import CreateInDynamics, SyncPolicy, setting_docs
 from target_mktdyn_merge.sync.merge_settings import REQUIRED_LEVELS, MergeSettings
 
 #: Titles and descriptions of the create/delete settings, defined with their behaviour in ``policies``.

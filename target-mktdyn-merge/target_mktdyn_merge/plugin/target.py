@@ -16,7 +16,8 @@ from target_mktdyn_merge.plugin.sdk import StateObservingTarget
 from target_mktdyn_merge.plugin.settings import CONFIG_SCHEMA, merge_settings
 from target_mktdyn_merge.plugin.singer_input import CheckedSingerReader, SingerInputError
 from target_mktdyn_merge.plugin.sinks import StagingSink
-from target_mktdyn_merge.store.database import Store, StoreError
+from target_mktdyn_merge.store.connection import StoreError
+from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
 from target_mktdyn_merge.sync.merge_settings import MergeSettings
 

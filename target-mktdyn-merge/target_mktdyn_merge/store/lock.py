@@ -25,7 +25,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from mktdyn_common.errors import MktdynError
 
-from target_mktdyn_merge.store.database import Store, StoreError
+from target_mktdyn_merge.store.connection import StoreError
+from target_mktdyn_merge.store.database import Store
 
 #: PostgreSQL advisory lock key of the write phase (advisory keys are per database, so per store).
 WRITE_LOCK_KEY = 0x6D6B7464796E0002

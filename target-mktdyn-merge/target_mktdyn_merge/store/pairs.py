@@ -8,13 +8,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from target_mktdyn_merge.core.merge import BaselineEntry, FieldGuard
+from target_mktdyn_merge.core.baseline import BaselineEntry
+from target_mktdyn_merge.core.merge import FieldGuard
 from target_mktdyn_merge.core.records import Pair
 from target_mktdyn_merge.core.values import dumps, now_iso
 from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, PERSONS_STREAM
 from target_mktdyn_merge.store import schema as tables
-
-_CHUNK = 500
+from target_mktdyn_merge.store.connection import CHUNK
 
 
 def _from_row(row: sa.Row[Any]) -> Pair:
@@ -36,8 +36,8 @@ def pairs_by_person(connection: sa.Connection, person_ids: Iterable[str]) -> dic
     table = tables.pairs
     ids = sorted(set(person_ids))
     found: dict[str, Pair] = {}
-    for start in range(0, len(ids), _CHUNK):
-        for row in connection.execute(sa.select(table).where(table.c.marketo_id.in_(ids[start : start + _CHUNK]))):
+    for start in range(0, len(ids), CHUNK):
+        for row in connection.execute(sa.select(table).where(table.c.marketo_id.in_(ids[start : start + CHUNK]))):
             pair = _from_row(row)
             found[pair.marketo_id] = pair
     return found
@@ -51,9 +51,9 @@ def pairs_by_dynamics(connection: sa.Connection, keys: Iterable[tuple[str, str]]
     for entity, row_id in keys:
         by_entity.setdefault(entity, []).append(row_id)
     for entity, ids in by_entity.items():
-        for start in range(0, len(ids), _CHUNK):
+        for start in range(0, len(ids), CHUNK):
             query = sa.select(table).where(
-                table.c.entity == entity, table.c.dynamics_id.in_(ids[start : start + _CHUNK])
+                table.c.entity == entity, table.c.dynamics_id.in_(ids[start : start + CHUNK])
             )
             for row in connection.execute(query):
                 pair = _from_row(row)

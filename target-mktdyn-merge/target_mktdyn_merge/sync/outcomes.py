@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from target_mktdyn_merge.core.activity import Activity, FieldChange
-from target_mktdyn_merge.core.merge import landed_entry, snapshot_baseline
+from target_mktdyn_merge.core.baseline import landed_entry, snapshot_baseline
 from target_mktdyn_merge.core.normalize import canonical
 from target_mktdyn_merge.core.pair_merge import MergeContext
 from target_mktdyn_merge.core.records import Pair
@@ -26,9 +26,10 @@ from target_mktdyn_merge.core.values import utc_iso
 from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, FAILURE_ACTIONS, ActivityAction, Entity, written_stream
 from target_mktdyn_merge.core.writes import OutboxEntry
 from target_mktdyn_merge.store.activity_log import record_activities
-from target_mktdyn_merge.store.database import Store, record_confirmed_write
+from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import mark
 from target_mktdyn_merge.store.pairs import pairs_by_dynamics, pairs_by_person, save_pair
+from target_mktdyn_merge.store.runs import record_confirmed_write
 
 #: Retry a rejected write after 5 min, 10, 20, ... at most 6 h.
 RETRY_BASE = timedelta(minutes=5)

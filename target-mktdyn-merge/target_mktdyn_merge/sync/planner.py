@@ -24,10 +24,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from target_mktdyn_merge.core.activity import Activity, FieldChange
+from target_mktdyn_merge.core.baseline import confirm_baseline
 from target_mktdyn_merge.core.crashpoints import crash_point
+from target_mktdyn_merge.core.delete_policy import decide_delete
 from target_mktdyn_merge.core.fieldmap import FieldMap
 from target_mktdyn_merge.core.matching import DynamicsRow, ExistingLink, PersonRef, match_dynamics_rows, match_person
-from target_mktdyn_merge.core.merge import confirm_baseline
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.pair_merge import MergeContext, decision_activities, kept_differences, merge, merge_writes
 from target_mktdyn_merge.core.policies import (
@@ -36,7 +37,6 @@ from target_mktdyn_merge.core.policies import (
     asked_for_dynamics_lead,
     decide_create_in_dynamics,
     decide_create_in_marketo,
-    decide_delete,
     lead_create_payload,
     person_create_payload,
 )

@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from target_mktdyn_merge.core.activity import Activity
+from target_mktdyn_merge.core.baseline import confirm_baseline
 from target_mktdyn_merge.core.dynamics_validation import DynamicsValidator
 from target_mktdyn_merge.core.marketo_validation import MarketoValidator
-from target_mktdyn_merge.core.merge import confirm_baseline
 from target_mktdyn_merge.core.pair_merge import MergeContext, decision_activities, merge, merge_writes
 from target_mktdyn_merge.core.records import Pair
 from target_mktdyn_merge.core.validation import Violation
