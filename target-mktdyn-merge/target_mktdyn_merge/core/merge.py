@@ -296,119 +296,138 @@ def merge_pair(pair: PairInput) -> MergeResult:
     )
 
 
-def _decide(rule: FieldRule, pair: PairInput) -> tuple[FieldDecision, FieldGuard | None]:
-    """Decide one field; also return its new guard state when a write was considered."""
-    options = pair.options.get(rule.dynamics)
-    marketo_known = rule.marketo in pair.marketo
-    dynamics_known = rule.dynamics in pair.dynamics
-    marketo_raw = pair.marketo.get(rule.marketo)
-    dynamics_raw = pair.dynamics.get(rule.dynamics)
-    marketo_value = canonical(rule.kind, marketo_raw, options) if marketo_known else None
-    dynamics_value = canonical(rule.kind, dynamics_raw, options) if dynamics_known else None
+@dataclass(frozen=True)
+class _FieldValues:
+    """One field's values on both sides, as sent (raw) and as compared (canonical)."""
+
+    rule: FieldRule
+    marketo_known: bool
+    dynamics_known: bool
+    marketo_raw: Any
+    dynamics_raw: Any
+    marketo: Canonical
+    dynamics: Canonical
+
+    @classmethod
+    def read(cls, rule: FieldRule, pair: PairInput) -> _FieldValues:
+        options = pair.options.get(rule.dynamics)
+        marketo_known = rule.marketo in pair.marketo
+        dynamics_known = rule.dynamics in pair.dynamics
+        marketo_raw = pair.marketo.get(rule.marketo)
+        dynamics_raw = pair.dynamics.get(rule.dynamics)
+        return cls(
+            rule,
+            marketo_known,
+            dynamics_known,
+            marketo_raw,
+            dynamics_raw,
+            canonical(rule.kind, marketo_raw, options) if marketo_known else None,
+            canonical(rule.kind, dynamics_raw, options) if dynamics_known else None,
+        )
 
     def decided(
-        outcome: Outcome,
-        words: str,
-        winner: Side | None = None,
-        *,
-        collision: bool = False,
-        written: Any = None,
+        self, outcome: Outcome, words: str, winner: Side | None = None, *, collision: bool = False, written: Any = None
     ) -> FieldDecision:
         return FieldDecision(
-            field=rule.marketo,
-            column=rule.dynamics,
+            field=self.rule.marketo,
+            column=self.rule.dynamics,
             outcome=outcome,
-            marketo_value=marketo_raw,
-            dynamics_value=dynamics_raw,
-            marketo_canonical=marketo_value,
-            dynamics_canonical=dynamics_value,
+            marketo_value=self.marketo_raw,
+            dynamics_value=self.dynamics_raw,
+            marketo_canonical=self.marketo,
+            dynamics_canonical=self.dynamics,
             winner=winner,
             rule=words,
             collision=collision,
             written_value=written,
-            mapping=rule,
+            mapping=self.rule,
         )
 
-    if not (marketo_known and dynamics_known):
-        missing = " and ".join(
-            name for name, known in (("Marketo", marketo_known), ("Dynamics", dynamics_known)) if not known
-        )
-        return decided("unknown", f"{missing} did not send the field: not compared, not written"), None
-    if marketo_value == dynamics_value:
-        return decided("in_sync", "equal after normalization"), None
 
-    baseline = None if pair.first_link else pair.baseline.get(rule.marketo)
-    collision = False
+@dataclass(frozen=True)
+class _Verdict:
+    """Who wins a field that differs, why, and whether both sides changed it (a collision)."""
+
     winner: Side
-    if baseline is not None:
-        marketo_changed = marketo_value != baseline.marketo
-        dynamics_changed = dynamics_value != baseline.dynamics
-        if not marketo_changed and not dynamics_changed:
-            return decided("stable", "neither side changed since the baseline: each keeps what it stored"), None
-        if marketo_changed and not dynamics_changed:
-            winner, words = "marketo", "only Marketo changed since the baseline"
-        elif dynamics_changed and not marketo_changed:
-            winner, words = "dynamics", "only Dynamics changed since the baseline"
-        else:
-            collision = True
-            winner, words = effective_authority(rule, pair.entity, pair.authority_override)
-    else:
-        collision = True
-        create_path = pair.first_link and pair.create_path
-        if is_blank(marketo_value) != is_blank(dynamics_value):
-            winner = "dynamics" if is_blank(marketo_value) else "marketo"
-            if create_path:
-                words = CREATE_PATH_BLANK_RULE
-            else:
-                words = FIRST_LINK_BLANK_RULE if pair.first_link else NO_BASELINE_BLANK_RULE
-        elif create_path:
-            return decided("kept", CREATE_PATH_KEPT_RULE), None
-        else:
-            winner, words = effective_authority(rule, pair.entity, pair.authority_override)
+    words: str
+    collision: bool
 
+
+def _decide(rule: FieldRule, pair: PairInput) -> tuple[FieldDecision, FieldGuard | None]:
+    """Decide one field; also return its new guard state when a write was considered."""
+    values = _FieldValues.read(rule, pair)
+    if not (values.marketo_known and values.dynamics_known):
+        missing = " and ".join(
+            name
+            for name, known in (("Marketo", values.marketo_known), ("Dynamics", values.dynamics_known))
+            if not known
+        )
+        return values.decided("unknown", f"{missing} did not send the field: not compared, not written"), None
+    if values.marketo == values.dynamics:
+        return values.decided("in_sync", "equal after normalization"), None
+    verdict = _verdict(rule, pair, values)
+    if isinstance(verdict, FieldDecision):
+        return verdict, None
+    return _flow(rule, pair, values, verdict)
+
+
+def _verdict(rule: FieldRule, pair: PairInput, values: _FieldValues) -> _Verdict | FieldDecision:
+    """Who wins a field whose values differ: by the baseline, else blank-fills-blank, else the authority."""
+    baseline = None if pair.first_link else pair.baseline.get(rule.marketo)
+    if baseline is not None:
+        marketo_changed = values.marketo != baseline.marketo
+        dynamics_changed = values.dynamics != baseline.dynamics
+        if not marketo_changed and not dynamics_changed:
+            return values.decided("stable", "neither side changed since the baseline: each keeps what it stored")
+        if marketo_changed and not dynamics_changed:
+            return _Verdict("marketo", "only Marketo changed since the baseline", collision=False)
+        if dynamics_changed and not marketo_changed:
+            return _Verdict("dynamics", "only Dynamics changed since the baseline", collision=False)
+        return _Verdict(*effective_authority(rule, pair.entity, pair.authority_override), collision=True)
+    create_path = pair.first_link and pair.create_path
+    if is_blank(values.marketo) != is_blank(values.dynamics):
+        winner: Side = "dynamics" if is_blank(values.marketo) else "marketo"
+        if create_path:
+            return _Verdict(winner, CREATE_PATH_BLANK_RULE, collision=True)
+        return _Verdict(winner, FIRST_LINK_BLANK_RULE if pair.first_link else NO_BASELINE_BLANK_RULE, collision=True)
+    if create_path:
+        return values.decided("kept", CREATE_PATH_KEPT_RULE)
+    return _Verdict(*effective_authority(rule, pair.entity, pair.authority_override), collision=True)
+
+
+def _flow(
+    rule: FieldRule, pair: PairInput, values: _FieldValues, verdict: _Verdict
+) -> tuple[FieldDecision, FieldGuard | None]:
+    """Write the winner's value to the other side, unless the map, metadata or ping-pong guard forbids it."""
+    winner, words, collision = verdict.winner, verdict.words, verdict.collision
     receiver: Side = "dynamics" if winner == "marketo" else "marketo"
     direction: WriteDirection = "to_dynamics" if receiver == "dynamics" else "to_marketo"
     if not rule.flows_to(receiver):
-        return decided(
-            "blocked",
-            f"{words}; direction {rule.direction}: {_SIDE_NAME[winner]} values do not flow to {_SIDE_NAME[receiver]}",
-            winner,
-            collision=collision,
-        ), None
+        why = f"direction {rule.direction}: {_SIDE_NAME[winner]} values do not flow to {_SIDE_NAME[receiver]}"
+        return values.decided("blocked", f"{words}; {why}", winner, collision=collision), None
     read_only = pair.dynamics_read_only if receiver == "dynamics" else pair.marketo_read_only
     target_name = rule.dynamics if receiver == "dynamics" else rule.marketo
     if target_name in read_only:
-        return decided(
-            "blocked",
-            f"{words}; {_SIDE_NAME[receiver]} cannot write {target_name} (not writable in its metadata)",
-            winner,
-            collision=collision,
-        ), None
-
+        why = f"{_SIDE_NAME[receiver]} cannot write {target_name} (not writable in its metadata)"
+        return values.decided("blocked", f"{words}; {why}", winner, collision=collision), None
     guard = pair.guards.get(rule.marketo, FieldGuard())
     policy = pair.guard_policy
     if guard.frozen:
-        return decided(
-            "frozen",
-            f"{words}; ping-pong guard: frozen since run {guard.frozen_at_run} until "
-            f"`mktdyn resync --field {rule.marketo}`",
-            winner,
-            collision=collision,
-        ), None
+        why = f"ping-pong guard: frozen since run {guard.frozen_at_run} until `mktdyn resync --field {rule.marketo}`"
+        return values.decided("frozen", f"{words}; {why}", winner, collision=collision), None
     new_guard = _guard_step(guard, direction, pair.run_number, policy)
     if new_guard.frozen:
-        return decided(
-            "frozen",
-            f"{words}; ping-pong guard: {len(new_guard.reversal_runs)} direction reversals within "
-            f"{policy.window_runs} runs, frozen until `mktdyn resync --field {rule.marketo}`",
-            winner,
-            collision=collision,
-        ), new_guard
+        why = (
+            f"ping-pong guard: {len(new_guard.reversal_runs)} direction reversals within "
+            f"{policy.window_runs} runs, frozen until `mktdyn resync --field {rule.marketo}`"
+        )
+        return values.decided("frozen", f"{words}; {why}", winner, collision=collision), new_guard
+    options = pair.options.get(rule.dynamics)
     if receiver == "dynamics":
-        written = to_dynamics_value(rule, marketo_raw, options)
+        written = to_dynamics_value(rule, values.marketo_raw, options)
     else:
-        written = to_marketo_value(rule, dynamics_raw, options)
-    return decided(direction, words, winner, collision=collision, written=written), new_guard
+        written = to_marketo_value(rule, values.dynamics_raw, options)
+    return values.decided(direction, words, winner, collision=collision, written=written), new_guard
 
 
 def _guard_step(guard: FieldGuard, direction: WriteDirection, run_number: int, policy: GuardPolicy) -> FieldGuard:

@@ -58,51 +58,73 @@ def run_merge(store: Store, settings: MergeSettings, run_id: str, logger: loggin
         MktdynError: A configuration or API error that ends the run (the plugin closes it as failed).
         SystemExit: The run completed with more record-level failures than ``max_record_failures``.
     """
-    dry_run = settings.dry_run
     marketo = MarketoClient(settings.marketo_connection())
     dynamics = DataverseClient(settings.dynamics_connection())
     try:
-        metadata = read_metadata(marketo, dynamics)
-        check_configuration(settings.field_map, settings.policy, metadata)
-        plan = PlanSettings(
-            run_id=run_id,
-            run_number=merge_run_number(store),
-            dry_run=dry_run,
-            field_map=settings.field_map,
-            policy=settings.policy,
-            metadata=metadata,
-            sync_filter_field=settings.sync_filter_field,
-        )
-        if not dry_run:
-            refresh_stale(store, run_id, marketo, dynamics, logger)
-        clock = time.monotonic()
-        counts: Counter[str] = Planner(store, plan).run()
-        logger.info(
-            "merge planned in %.1f s: %s",
-            time.monotonic() - clock,
-            ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing changed",
-        )
-        failures = 0
-        if not dry_run:
-            outcomes = Outcomes(store, run_id, settings_merge_context(plan))
-            context = WriteContext(
-                store,
-                run_id,
-                settings_merge_context(plan),
-                outcomes,
-                DynamicsValidator(metadata.dynamics_attributes, settings.enforce_required_levels),
-                MarketoValidator(metadata.marketo_fields),
-            )
-            counts.update(write_back(context, marketo, dynamics, settings.dynamics_batch_size))
-            failures = outcomes.failures()
-            if settings.marketo_activity_type:
-                counts["posted_to_marketo"] += post_activities(store, run_id, marketo, settings.marketo_activity_type)
+        counts, failures = _plan_and_write(store, settings, run_id, logger, marketo, dynamics)
         calls = {"marketo": dict(marketo.calls), "dynamics": dict(dynamics.calls)}
     finally:
         marketo.close()
         dynamics.close()
+    _finish(store, settings, run_id, counts, failures, calls)
+
+
+def _plan_and_write(
+    store: Store,
+    settings: MergeSettings,
+    run_id: str,
+    logger: logging.Logger,
+    marketo: MarketoClient,
+    dynamics: DataverseClient,
+) -> tuple[Counter[str], int]:
+    """Plan the run's writes and (unless a dry run) send them; the activities by action and the failures."""
+    metadata = read_metadata(marketo, dynamics)
+    check_configuration(settings.field_map, settings.policy, metadata)
+    plan = PlanSettings(
+        run_id=run_id,
+        run_number=merge_run_number(store),
+        dry_run=settings.dry_run,
+        field_map=settings.field_map,
+        policy=settings.policy,
+        metadata=metadata,
+        sync_filter_field=settings.sync_filter_field,
+    )
+    if not settings.dry_run:
+        refresh_stale(store, run_id, marketo, dynamics, logger)
+    clock = time.monotonic()
+    counts: Counter[str] = Planner(store, plan).run()
+    logger.info(
+        "merge planned in %.1f s: %s",
+        time.monotonic() - clock,
+        ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing changed",
+    )
+    if settings.dry_run:
+        return counts, 0
+    outcomes = Outcomes(store, run_id, settings_merge_context(plan))
+    context = WriteContext(
+        store,
+        run_id,
+        settings_merge_context(plan),
+        outcomes,
+        DynamicsValidator(metadata.dynamics_attributes, settings.enforce_required_levels),
+        MarketoValidator(metadata.marketo_fields),
+    )
+    counts.update(write_back(context, marketo, dynamics, settings.dynamics_batch_size))
+    if settings.marketo_activity_type:
+        counts["posted_to_marketo"] += post_activities(store, run_id, marketo, settings.marketo_activity_type)
+    return counts, outcomes.failures()
+
+
+def _finish(
+    store: Store,
+    settings: MergeSettings,
+    run_id: str,
+    counts: Counter[str],
+    failures: int,
+    calls: dict[str, dict[str, int]],
+) -> None:
+    """Close the run in the store, print its report, and fail it past ``max_record_failures``."""
     limit = settings.max_record_failures
-    status = "failed" if failures > limit else "succeeded"
     summary = {
         "activities": dict(counts),
         "staged": store.staged_counts(),
@@ -111,10 +133,10 @@ def run_merge(store: Store, settings: MergeSettings, run_id: str, logger: loggin
     }
     error = (
         f"{failures} record-level failures exceed max_record_failures={limit}; see `mktdyn report`"
-        if status == "failed"
+        if failures > limit
         else None
     )
-    store.finish_run(run_id, status, summary, error=error)
+    store.finish_run(run_id, "failed" if error else "succeeded", summary, error=error)
     render_report(store, run_id, sys.stderr)
     if error:
         raise SystemExit(f"target-mktdyn-merge: {error}")
