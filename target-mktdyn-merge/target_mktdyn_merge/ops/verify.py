@@ -43,7 +43,7 @@ from target_mktdyn_merge.core.fieldmap import FieldMap, FieldRule
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.normalize import canonical
 from target_mktdyn_merge.core.records import Pair, StagedRecord
-from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, ENTITY_SET
+from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, ENTITY_SET, PERSONS_STREAM
 from target_mktdyn_merge.plugin.settings import merge_settings
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.database import Store
@@ -238,7 +238,7 @@ class Verifier:
             ids = [p.dynamics_id for p in pairs if p.entity == entity]
             if ids:
                 rows.update(self._dynamics(entity, ids))
-        staged_persons = self.store.staged_records("marketo_leads", [p.marketo_id for p in pairs])
+        staged_persons = self.store.staged_records(PERSONS_STREAM, [p.marketo_id for p in pairs])
         staged_rows = {
             entity: self.store.staged_records(
                 DYNAMICS_STREAM[entity], [p.dynamics_id for p in pairs if p.entity == entity]

@@ -22,7 +22,7 @@ from target_mktdyn_merge.core.activity import Activity
 from target_mktdyn_merge.core.crashpoints import crash_point
 from target_mktdyn_merge.core.normalize import normalize_email
 from target_mktdyn_merge.core.validation import Operation
-from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, ENTITY_SET
+from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, ENTITY_SET, PERSONS_STREAM
 from target_mktdyn_merge.core.writes import OutboxEntry
 from target_mktdyn_merge.store.outbox import mark
 from target_mktdyn_merge.sync.write_context import WriteContext, entity_of
@@ -256,7 +256,7 @@ class DynamicsWriter:
             entity = entity_of(entry)
             row = self.client.get(ENTITY_SET[entity], str(entry.target_id), self._select(entity))
             person_id = str(entry.context.person_id)
-            person = self.context.store.staged_record("marketo_leads", person_id)
+            person = self.context.store.staged_record(PERSONS_STREAM, person_id)
             pair = self.context.pair_of(person_id)
             if row is None or person is None or pair is None or pair.dynamics_id != entry.target_id:
                 self.context.outcomes.failed(entry, "412", "the row changed and can no longer be merged", final=True)

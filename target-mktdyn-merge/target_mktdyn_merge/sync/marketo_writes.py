@@ -25,7 +25,7 @@ from tap_marketo_leads.outcomes import RecordOutcome
 from target_mktdyn_merge.core.crashpoints import crash_point
 from target_mktdyn_merge.core.normalize import canonical
 from target_mktdyn_merge.core.validation import Operation
-from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM
+from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, PERSONS_STREAM
 from target_mktdyn_merge.core.writes import OutboxEntry
 from target_mktdyn_merge.store.outbox import mark
 from target_mktdyn_merge.sync.write_context import WriteContext, entity_of
@@ -93,7 +93,7 @@ class MarketoWriter:
         return ready
 
     def _moved(self, entry: OutboxEntry, current: dict[str, Any]) -> bool:
-        staged = self.context.store.staged_record("marketo_leads", str(entry.target_id))
+        staged = self.context.store.staged_record(PERSONS_STREAM, str(entry.target_id))
         if staged is None:
             return True
         pair = self.context.pair_of(str(entry.target_id))
@@ -108,7 +108,7 @@ class MarketoWriter:
     def _remerge(self, entry: OutboxEntry, current: dict[str, Any]) -> OutboxEntry | None:
         person_id = str(entry.target_id)
         pair = self.context.pair_of(person_id)
-        staged = self.context.store.staged_record("marketo_leads", person_id)
+        staged = self.context.store.staged_record(PERSONS_STREAM, person_id)
         if pair is None or staged is None:
             self.context.outcomes.failed(entry, "unlinked", "the pair changed before the write", final=True)
             return None

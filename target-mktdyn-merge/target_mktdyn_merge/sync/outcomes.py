@@ -23,7 +23,14 @@ from target_mktdyn_merge.core.normalize import canonical
 from target_mktdyn_merge.core.pair_merge import MergeContext
 from target_mktdyn_merge.core.records import Pair
 from target_mktdyn_merge.core.values import utc_iso
-from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, FAILURE_ACTIONS, ActivityAction, Entity, written_stream
+from target_mktdyn_merge.core.vocabulary import (
+    DYNAMICS_STREAM,
+    FAILURE_ACTIONS,
+    PERSONS_STREAM,
+    ActivityAction,
+    Entity,
+    written_stream,
+)
 from target_mktdyn_merge.core.writes import OutboxEntry
 from target_mktdyn_merge.store.activity_log import record_activities
 from target_mktdyn_merge.store.database import Store
@@ -325,7 +332,7 @@ class Outcomes:
         context = self.merge_context
         if entry.system == "dynamics":
             person_id = str(entry.context.person_id)
-            person = self.store.staged_record("marketo_leads", person_id)
+            person = self.store.staged_record(PERSONS_STREAM, person_id)
             marketo_fields = person.fields if person is not None else {}
             dynamics_fields = {**entry.payload, **stored}
             pair = Pair(person_id, "lead", created_id, "marketo")

@@ -41,7 +41,7 @@ from target_mktdyn_merge.core.policies import (
     person_create_payload,
 )
 from target_mktdyn_merge.core.records import Pair, StagedRecord
-from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, Entity
+from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, PERSONS_STREAM, Entity
 from target_mktdyn_merge.core.writes import OutboxContext, PlannedWrite
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.activity_log import record_activities
@@ -52,7 +52,7 @@ from target_mktdyn_merge.store.tombstones import bury, fingerprint, still_buried
 
 logger = logging.getLogger(__name__)
 
-PERSONS = "marketo_leads"
+PERSONS = PERSONS_STREAM
 ENTITIES: tuple[Entity, Entity] = ("contact", "lead")
 
 
