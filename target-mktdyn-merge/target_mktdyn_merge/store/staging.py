@@ -61,35 +61,14 @@ class Staging(RunLog):
         would make every later, real version of the record look "older than staged" until that date.
         """
         spec = STREAMS[stream]
-        newest: dict[str, tuple[str, dict[str, Any], str | None]] = {}
-        versions: dict[str, int] = {}  # records of a full extraction carry its version
-        staged_at = datetime.now(UTC)
-        now_text, horizon = utc_iso(staged_at), utc_iso(staged_at + FUTURE_TOLERANCE)
-        future: set[str] = set()
-        for record in records:
-            record_id, source_ts, fields, deleted_at = _split_record(spec, record)
-            if source_ts > horizon:
-                future.add(record_id)
-                source_ts = now_text
-            previous = newest.get(record_id)
-            if previous is None or source_ts >= previous[0]:
-                newest[record_id] = (source_ts, fields, deleted_at)
-            version = record.get("_sdc_table_version")
-            if isinstance(version, int) and not isinstance(version, bool):
-                versions[record_id] = max(version, versions.get(record_id, version))
+        newest, versions, future = _newest_versions(spec, records)
         inserted = updated = unchanged = older = 0
         table = tables.staged
         with self._counter_lock, self.transaction() as connection:
             arrival = self._next(connection, "arrival", max(1, len(newest)))
             changed_base = self._next(connection, "changed", max(1, len(newest)))
             ids = list(newest)
-            existing: dict[str, sa.Row[Any]] = {}
-            for start in range(0, len(ids), CHUNK):
-                chunk = ids[start : start + CHUNK]
-                for found in connection.execute(
-                    sa.select(table).where(table.c.source == stream, table.c.record_id.in_(chunk))
-                ):
-                    existing[found.record_id] = found
+            existing = _staged_rows(connection, stream, ids)
             inserts: list[dict[str, Any]] = []
             for offset, record_id in enumerate(ids):
                 source_ts, fields, deleted_at = newest[record_id]
@@ -126,16 +105,7 @@ class Staging(RunLog):
                     updated += 1
             if inserts:
                 connection.execute(sa.insert(table), inserts)
-            by_version: dict[int, list[str]] = {}
-            for record_id, version in versions.items():
-                by_version.setdefault(version, []).append(record_id)
-            for version, record_ids in by_version.items():  # seen by a full extraction, changed or not
-                for start in range(0, len(record_ids), CHUNK):
-                    connection.execute(
-                        sa.update(table)
-                        .where(table.c.source == stream, table.c.record_id.in_(record_ids[start : start + CHUNK]))
-                        .values(seen_version=version)
-                    )
+            _mark_seen(connection, stream, versions)
         # Writes confirmed before this run's extraction started are in what it read: no longer in doubt.
         self.absorb_confirmed_writes(stream, newest, self.run_started_at(run_id))
         return StageResult(inserted, updated, unchanged, older, tuple(sorted(future)))
@@ -324,6 +294,59 @@ class Staging(RunLog):
         for source, live, count in rows:
             counts.setdefault(source, {"live": 0, "deleted": 0})["live" if live else "deleted"] += count
         return counts
+
+
+#: A record's newest version in a batch: (source timestamp, fields, deleted_at).
+_Version = tuple[str, dict[str, Any], str | None]
+
+
+def _newest_versions(
+    spec: StreamSpec, records: Iterable[Mapping[str, Any]]
+) -> tuple[dict[str, _Version], dict[str, int], set[str]]:
+    """The newest version of each record of a batch, each record's full-extraction version, and future keys."""
+    newest: dict[str, _Version] = {}
+    versions: dict[str, int] = {}  # records of a full extraction carry its version
+    staged_at = datetime.now(UTC)
+    now_text, horizon = utc_iso(staged_at), utc_iso(staged_at + FUTURE_TOLERANCE)
+    future: set[str] = set()
+    for record in records:
+        record_id, source_ts, fields, deleted_at = _split_record(spec, record)
+        if source_ts > horizon:
+            future.add(record_id)
+            source_ts = now_text
+        previous = newest.get(record_id)
+        if previous is None or source_ts >= previous[0]:
+            newest[record_id] = (source_ts, fields, deleted_at)
+        version = record.get("_sdc_table_version")
+        if isinstance(version, int) and not isinstance(version, bool):
+            versions[record_id] = max(version, versions.get(record_id, version))
+    return newest, versions, future
+
+
+def _staged_rows(connection: sa.Connection, stream: str, ids: list[str]) -> dict[str, sa.Row[Any]]:
+    """The staged rows of these records, by id."""
+    table = tables.staged
+    existing: dict[str, sa.Row[Any]] = {}
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        for found in connection.execute(sa.select(table).where(table.c.source == stream, table.c.record_id.in_(chunk))):
+            existing[found.record_id] = found
+    return existing
+
+
+def _mark_seen(connection: sa.Connection, stream: str, versions: Mapping[str, int]) -> None:
+    """Note the full extraction that saw each record, changed or not (key reconciliation reads it)."""
+    table = tables.staged
+    by_version: dict[int, list[str]] = {}
+    for record_id, version in versions.items():
+        by_version.setdefault(version, []).append(record_id)
+    for version, record_ids in by_version.items():
+        for start in range(0, len(record_ids), CHUNK):
+            connection.execute(
+                sa.update(table)
+                .where(table.c.source == stream, table.c.record_id.in_(record_ids[start : start + CHUNK]))
+                .values(seen_version=version)
+            )
 
 
 def _split_record(spec: StreamSpec, record: Mapping[str, Any]) -> tuple[str, str, dict[str, Any], str | None]:
