@@ -124,25 +124,9 @@ def match_person(
         itself is the delete policy's business, which unlinks the pair first).
     """
     if link is not None and link.entity == "lead":
-        successors = [row for row in qualified_contacts if row.originating_lead_id == link.dynamics_id]
-        if len(successors) > 1:
-            return MatchResult(
-                "ambiguous",
-                f"{len(successors)} contacts were qualified from lead {link.dynamics_id}: no guess",
-                candidates=tuple(row.id for row in successors),
-            )
-        if len(successors) == 1:
-            contact = successors[0]
-            return MatchResult(
-                "moved_to_contact",
-                f"lead {link.dynamics_id} was qualified into contact {contact.id}: the pair moves to the "
-                "contact and Dynamics becomes the authority",
-                entity="contact",
-                dynamics_id=contact.id,
-                authority="dynamics",
-                first_link=True,
-                candidates=(contact.id,),
-            )
+        moved = _qualified_successor(link, qualified_contacts)
+        if moved is not None:
+            return moved
     if link is not None and link.row_exists:
         return MatchResult(
             "linked",
@@ -157,6 +141,35 @@ def match_person(
         return MatchResult("none", f"{gone}the person has no email to match by")
     if persons_with_email > 1:
         return MatchResult("ambiguous", f"{gone}{persons_with_email} Marketo persons share the email {key}: no guess")
+    return _match_by_email(person, key, candidates, gone)
+
+
+def _qualified_successor(link: ExistingLink, qualified_contacts: Sequence[DynamicsRow]) -> MatchResult | None:
+    """The contact a linked lead was qualified into (the pair moves to it); None when there is none."""
+    successors = [row for row in qualified_contacts if row.originating_lead_id == link.dynamics_id]
+    if len(successors) > 1:
+        return MatchResult(
+            "ambiguous",
+            f"{len(successors)} contacts were qualified from lead {link.dynamics_id}: no guess",
+            candidates=tuple(row.id for row in successors),
+        )
+    if not successors:
+        return None
+    contact = successors[0]
+    return MatchResult(
+        "moved_to_contact",
+        f"lead {link.dynamics_id} was qualified into contact {contact.id}: the pair moves to the "
+        "contact and Dynamics becomes the authority",
+        entity="contact",
+        dynamics_id=contact.id,
+        authority="dynamics",
+        first_link=True,
+        candidates=(contact.id,),
+    )
+
+
+def _match_by_email(person: PersonRef, key: str, candidates: Sequence[DynamicsRow], gone: str) -> MatchResult:
+    """A contact before any lead with the person's email; more than one of the winning kind is no guess."""
     same_email = [row for row in candidates if normalize_email(row.email) == key]
     for entity in ("contact", "lead"):
         rows = [row for row in same_email if row.entity == entity]
