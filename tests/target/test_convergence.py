@@ -26,10 +26,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from target_mktdyn_merge.core.baseline import BaselineEntry, confirm_baseline
 from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule
+from target_mktdyn_merge.core.guards import FieldGuard
 from target_mktdyn_merge.core.merge import (
     FIRST_LINK_BLANK_RULE,
     NO_BASELINE_BLANK_RULE,
-    FieldGuard,
     MergeResult,
     PairInput,
     merge_pair,

@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from target_mktdyn_merge.core.baseline import BaselineEntry, clear_field, confirm_baseline, snapshot_baseline
 from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule
+from target_mktdyn_merge.core.guards import FieldGuard, GuardPolicy
 from target_mktdyn_merge.core.merge import (
     FIRST_LINK_BLANK_RULE,
     NO_BASELINE_BLANK_RULE,
-    FieldGuard,
-    GuardPolicy,
     MergeResult,
     PairInput,
     merge_pair,

@@ -19,7 +19,8 @@ from target_mktdyn_merge.core.normalize import (
 from target_mktdyn_merge.core.vocabulary import Entity, Side
 
 if TYPE_CHECKING:
-    from target_mktdyn_merge.core.merge import FieldGuard, MergeResult
+    from target_mktdyn_merge.core.guards import FieldGuard
+    from target_mktdyn_merge.core.merge import MergeResult
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from target_mktdyn_merge.core.baseline import (
     BaselineEntry,
 )
 from target_mktdyn_merge.core.fieldmap import DEFAULT_FIELD_MAP, FieldMap, FieldRule
+from target_mktdyn_merge.core.guards import FieldGuard, GuardPolicy, _guard_step
 from target_mktdyn_merge.core.normalize import (
     Canonical,
     OptionSet,
@@ -45,13 +46,10 @@ from target_mktdyn_merge.core.normalize import (
     to_dynamics_value,
     to_marketo_value,
 )
-from target_mktdyn_merge.core.vocabulary import ENTITY_AUTHORITY, Entity, Side
+from target_mktdyn_merge.core.vocabulary import ENTITY_AUTHORITY, Entity, Side, WriteDirection
 
 Outcome = Literal["in_sync", "to_dynamics", "to_marketo", "stable", "blocked", "frozen", "unknown", "kept"]
 """What the merge decided for one field (table in the module docstring)."""
-
-WriteDirection = Literal["to_dynamics", "to_marketo"]
-"""The two ways a value can be written."""
 
 
 _SIDE_NAME: Mapping[str, str] = {"marketo": "Marketo", "dynamics": "Dynamics"}
@@ -61,64 +59,6 @@ CREATE_PATH_BLANK_RULE = "first link on the create path: a blank is filled from 
 CREATE_PATH_KEPT_RULE = (
     "first link on the create path: each side keeps its value (docs/architecture.md §10); later changes flow"
 )
-
-
-@dataclass(frozen=True)
-class GuardPolicy:
-    """The ping-pong guard's rule.
-
-    A *reversal* is a planned write whose direction is the opposite of the field's previous planned write
-    (to Dynamics, then to Marketo, or the other way). When a planned write would be the ``max_reversals``-th
-    reversal within the last ``window_runs`` runs (this run included), the write is not planned and the
-    field is frozen: outcome ``frozen`` in this and every later run until the field is cleared
-    (``clear_field``, which ``mktdyn resync --field F`` calls). With the defaults, a field written to
-    Dynamics, Marketo, Dynamics in three runs is frozen instead of being written to Marketo again, so at most
-    three writes happen per ping-pong. Reversals older than the window are forgotten, so two people who
-    simply take turns editing a field over days never trip it.
-
-    Attributes:
-        max_reversals: Reversals within the window that freeze the field.
-        window_runs: How many runs (this one included) a reversal counts for.
-    """
-
-    max_reversals: int = 3
-    window_runs: int = 10
-
-
-@dataclass(frozen=True)
-class FieldGuard:
-    """Ping-pong guard state of one field of one pair (persisted between runs by the caller).
-
-    Attributes:
-        last_direction: The direction of the field's last planned write.
-        reversal_runs: Run numbers of recent reversals, oldest first.
-        frozen: Whether the field is frozen (no writes until cleared).
-        frozen_at_run: The run that froze it.
-    """
-
-    last_direction: WriteDirection | None = None
-    reversal_runs: tuple[int, ...] = ()
-    frozen: bool = False
-    frozen_at_run: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, for the store."""
-        return {
-            "last_direction": self.last_direction,
-            "reversal_runs": list(self.reversal_runs),
-            "frozen": self.frozen,
-            "frozen_at_run": self.frozen_at_run,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FieldGuard:
-        """Inverse of ``to_dict``."""
-        return cls(
-            last_direction=data.get("last_direction"),
-            reversal_runs=tuple(int(run) for run in data.get("reversal_runs") or ()),
-            frozen=bool(data.get("frozen")),
-            frozen_at_run=data.get("frozen_at_run"),
-        )
 
 
 @dataclass(frozen=True)
@@ -162,7 +102,7 @@ class PairInput:
     field_map: FieldMap = DEFAULT_FIELD_MAP
     guards: Mapping[str, FieldGuard] = field(default_factory=dict)
     authority_override: Side | None = None
-    guard_policy: GuardPolicy = GuardPolicy()
+    guard_policy: GuardPolicy = field(default_factory=GuardPolicy)
     create_path: bool = False
 
 
@@ -428,19 +368,3 @@ def _flow(
     else:
         written = to_marketo_value(rule, values.dynamics_raw, options)
     return values.decided(direction, words, winner, collision=collision, written=written), new_guard
-
-
-def _guard_step(guard: FieldGuard, direction: WriteDirection, run_number: int, policy: GuardPolicy) -> FieldGuard:
-    """The guard after planning a write in ``direction``; ``frozen`` set when it must not happen."""
-    oldest_counted = run_number - policy.window_runs
-    reversals = tuple(run for run in guard.reversal_runs if run > oldest_counted)
-    if guard.last_direction is not None and guard.last_direction != direction:
-        reversals = (*reversals, run_number)
-    if len(reversals) >= policy.max_reversals:
-        return FieldGuard(
-            last_direction=guard.last_direction,
-            reversal_runs=reversals,
-            frozen=True,
-            frozen_at_run=run_number,
-        )
-    return FieldGuard(last_direction=direction, reversal_runs=reversals)

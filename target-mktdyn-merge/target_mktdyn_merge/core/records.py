@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from target_mktdyn_merge.core.baseline import BaselineEntry
-from target_mktdyn_merge.core.merge import FieldGuard
+from target_mktdyn_merge.core.guards import FieldGuard
 from target_mktdyn_merge.core.vocabulary import Entity
 
 

@@ -20,6 +20,9 @@ ENTITIES: tuple[Entity, ...] = get_args(Entity)
 ENTITY_AUTHORITY: dict[str, Side] = {"lead": "marketo", "contact": "dynamics"}
 """Who wins a collision by default: marketing owns prospects (leads), sales owns customers (contacts)."""
 
+WriteDirection = Literal["to_dynamics", "to_marketo"]
+"""The two ways a value can be written."""
+
 PERSONS_STREAM = "marketo_leads"
 """The stream of Marketo persons (the tap's name for them)."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from target_mktdyn_merge.core.baseline import BaselineEntry
-from target_mktdyn_merge.core.merge import FieldGuard
+from target_mktdyn_merge.core.guards import FieldGuard
 from target_mktdyn_merge.core.records import Pair
 from target_mktdyn_merge.core.values import dumps, now_iso
 from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, PERSONS_STREAM
