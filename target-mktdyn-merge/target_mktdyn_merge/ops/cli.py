@@ -253,7 +253,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Read both systems for the linked pairs; exit 1 on a disagreement nothing in the store explains."""
-    from target_mktdyn_merge.ops.verify import render_jsonl, render_text, run_verify
+    from target_mktdyn_merge.ops.verify import run_verify
+    from target_mktdyn_merge.ops.verify_output import render_jsonl, render_text
 
     config = _config(args)
     store = _store(args)
