@@ -158,3 +158,35 @@ def mark(
     ids = list(op_ids)
     for start in range(0, len(ids), 500):
         connection.execute(sa.update(outbox).where(outbox.c.op_id.in_(ids[start : start + 500])).values(**values))
+
+
+def owed_by_kind(connection: sa.Connection) -> dict[tuple[str, str], int]:
+    """Writes owed to either system, counted by (system, action): what the next write phase would send."""
+    outbox = tables.outbox
+    rows = connection.execute(
+        sa.select(outbox.c.system, outbox.c.action, sa.func.count())
+        .where(outbox.c.status.in_(OWED))
+        .group_by(outbox.c.system, outbox.c.action)
+    ).all()
+    return {(str(system), str(action)): int(count) for system, action, count in rows}
+
+
+def established_changes(connection: sa.Connection, run_id: str) -> tuple[int, int]:
+    """(pairs linked before ``run_id`` with an update owed, pairs linked before ``run_id``).
+
+    The change-ratio breaker's numbers: a pair linked in this run gets its first merge, which may fill many
+    fields by design; a pair linked earlier was in step, so most of them changing at once is a mistake
+    (a wrong field map, a bulk edit) until someone says otherwise. A pair updated on both sides counts once.
+    """
+    outbox, pairs = tables.outbox, tables.pairs
+    earlier = pairs.c.linked_run != run_id
+    changed = (
+        sa.select(outbox.c.pair_id)
+        .join(pairs, pairs.c.pair_id == outbox.c.pair_id)
+        .where(outbox.c.status.in_(OWED), outbox.c.action == "update", earlier)
+        .distinct()
+        .subquery()
+    )
+    count = int(connection.execute(sa.select(sa.func.count()).select_from(changed)).scalar() or 0)
+    linked = int(connection.execute(sa.select(sa.func.count()).select_from(pairs).where(earlier)).scalar() or 0)
+    return count, linked
