@@ -70,8 +70,15 @@ def chart(history: list[dict[str, Any]]) -> dict[str, Any]:
         "bars": bars,
         "legend": [(a, COLOURS.get(a, "#9e9e9e")) for a in actions],
         "top": top,
-        "labels": [(GAP + i * (BAR_WIDTH + GAP), run["run_id"][:8], run["mode"]) for i, run in enumerate(history)],
+        "labels": [
+            (GAP + i * (BAR_WIDTH + GAP), _clock(run["started_at"]), run["mode"]) for i, run in enumerate(history)
+        ],
     }
+
+
+def _clock(started_at: str) -> str:
+    """A run's label under its bar: its start time of day (the table below gives the full id)."""
+    return started_at[11:16] if len(started_at) >= 16 else started_at
 
 
 def _action_order(action: str) -> tuple[int, str]:
