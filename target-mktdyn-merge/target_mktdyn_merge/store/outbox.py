@@ -172,14 +172,16 @@ def owed_by_kind(connection: sa.Connection) -> dict[tuple[str, str], int]:
 
 
 def established_changes(connection: sa.Connection, run_id: str) -> tuple[int, int]:
-    """(pairs linked before ``run_id`` with an update owed, pairs linked before ``run_id``).
+    """(established pairs with an update owed, established pairs): the change-ratio breaker's numbers.
 
-    The change-ratio breaker's numbers: a pair linked in this run gets its first merge, which may fill many
-    fields by design; a pair linked earlier was in step, so most of them changing at once is a mistake
-    (a wrong field map, a bulk edit) until someone says otherwise. A pair updated on both sides counts once.
+    Established: linked by an earlier run that succeeded. A pair linked in this run, or by a run that crashed or
+    stopped before finishing its first merge, gets that first merge now, which may fill many fields by design; an
+    established pair was in step, so most of them changing at once is a mistake (a wrong field map, a bulk edit)
+    until someone says otherwise. A pair updated on both sides counts once.
     """
-    outbox, pairs = tables.outbox, tables.pairs
-    earlier = pairs.c.linked_run != run_id
+    outbox, pairs, runs = tables.outbox, tables.pairs, tables.runs
+    succeeded = sa.select(runs.c.run_id).where(runs.c.status == "succeeded", runs.c.run_id != run_id)
+    earlier = pairs.c.linked_run.in_(succeeded)
     changed = (
         sa.select(outbox.c.pair_id)
         .join(pairs, pairs.c.pair_id == outbox.c.pair_id)

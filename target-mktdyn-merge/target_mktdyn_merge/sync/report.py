@@ -57,6 +57,8 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
     out.write(f"  finished={run.finished_at or '-'}\n")
     if run.mode == "dry_run":
         out.write("DRY RUN: nothing was written to either system; the actions below are what would be done.\n")
+    if run.error:
+        out.write(f"STOPPED: {run.error}\n")
     counts = action_counts(store, run_id)
     out.write(
         "\n"
