@@ -74,9 +74,9 @@ def _connection_properties(system: str, tap_schema: dict[str, Any]) -> list[th.P
     return properties
 
 
-def build_config_schema() -> dict[str, Any]:
-    """The full settings schema of target-mktdyn-merge."""
-    return th.PropertiesList(
+def _run_properties() -> list[th.Property[Any]]:
+    """Where the store is, what a run does (stage or merge, dry run) and how it waits for the lock."""
+    return [
         th.Property(
             "store_url",
             th.StringType,
@@ -118,8 +118,12 @@ def build_config_schema() -> dict[str, Any]:
             description="How long a run waits for another run's write lock (when lock_wait is true) "
             "before it exits non-zero, having written nothing.",
         ),
-        *_connection_properties("marketo", TapMarketoLeads.config_jsonschema),
-        *_connection_properties("dynamics", TapDynamicsLeads.config_jsonschema),
+    ]
+
+
+def _policy_properties() -> list[th.Property[Any]]:
+    """What is synced and how: the field map, creates, deletes (defaults are the policy's own)."""
+    return [
         th.Property(
             "field_map",
             th.ObjectType(additional_properties=True),
@@ -187,6 +191,12 @@ def build_config_schema() -> dict[str, Any]:
             title=DOCS["delete_flag_field_dynamics"][0],
             description=DOCS["delete_flag_field_dynamics"][1],
         ),
+    ]
+
+
+def _limit_properties() -> list[th.Property[Any]]:
+    """What a run filters, enforces and tolerates, and how it batches its writes."""
+    return [
         th.Property(
             "sync_filter_field",
             th.StringType,
@@ -222,6 +232,35 @@ def build_config_schema() -> dict[str, Any]:
             "known backlog.",
         ),
         th.Property(
+            "max_reconcile_deletes",
+            th.IntegerType,
+            default=100,
+            title="Maximum deletes found by key reconciliation",
+            description="Records a full extraction may miss (and so be treated as deleted, after a read by id "
+            "confirms it) per stream and run; beyond it the run writes nothing and exits non-zero, saying why.",
+        ),
+        th.Property(
+            "max_reconcile_share",
+            th.CustomType(number_setting()),
+            default=0.1,
+            title="Maximum share deleted by key reconciliation",
+            description="Share (0-1) of a stream's live staged records a full extraction may miss per run "
+            "(checked beyond 5 records); beyond it the run writes nothing and exits non-zero, saying why.",
+        ),
+        th.Property(
+            "dynamics_batch_size",
+            th.IntegerType,
+            default=100,
+            title="Dataverse $batch size",
+            description="Operations per Dataverse $batch request (at most 1000).",
+        ),
+    ]
+
+
+def _alert_properties() -> list[th.Property[Any]]:
+    """Alerts and the activity log's retention: what tells a person about a run, and what the log keeps."""
+    return [
+        th.Property(
             "alert_webhook_url",
             th.StringType,
             default="",
@@ -255,6 +294,12 @@ def build_config_schema() -> dict[str, Any]:
             description="unchanged rows of the activity log older than this are deleted at the end of each run "
             "(every other action is kept; each run's summary keeps its counts). 0 keeps them forever.",
         ),
+    ]
+
+
+def _guard_properties() -> list[th.Property[Any]]:
+    """The write phase's guards of a first production sync (or a mistake): caps, change share, link-only."""
+    return [
         th.Property(
             "max_creates_in_marketo",
             th.IntegerType,
@@ -297,29 +342,19 @@ def build_config_schema() -> dict[str, Any]:
             description="Match, link and keep linked pairs in step, but create nothing in either system; planned "
             "creates stay owed until it is turned off (the README's first-production-sync playbook).",
         ),
-        th.Property(
-            "max_reconcile_deletes",
-            th.IntegerType,
-            default=100,
-            title="Maximum deletes found by key reconciliation",
-            description="Records a full extraction may miss (and so be treated as deleted, after a read by id "
-            "confirms it) per stream and run; beyond it the run writes nothing and exits non-zero, saying why.",
-        ),
-        th.Property(
-            "max_reconcile_share",
-            th.CustomType(number_setting()),
-            default=0.1,
-            title="Maximum share deleted by key reconciliation",
-            description="Share (0-1) of a stream's live staged records a full extraction may miss per run "
-            "(checked beyond 5 records); beyond it the run writes nothing and exits non-zero, saying why.",
-        ),
-        th.Property(
-            "dynamics_batch_size",
-            th.IntegerType,
-            default=100,
-            title="Dataverse $batch size",
-            description="Operations per Dataverse $batch request (at most 1000).",
-        ),
+    ]
+
+
+def build_config_schema() -> dict[str, Any]:
+    """The full settings schema of target-mktdyn-merge."""
+    return th.PropertiesList(
+        *_run_properties(),
+        *_connection_properties("marketo", TapMarketoLeads.config_jsonschema),
+        *_connection_properties("dynamics", TapDynamicsLeads.config_jsonschema),
+        *_policy_properties(),
+        *_limit_properties(),
+        *_alert_properties(),
+        *_guard_properties(),
     ).to_dict()
 
 
