@@ -93,7 +93,7 @@ PROGRESS = re.compile(
     r"write-back.*|activity retention: .*|Deleted persons since .*)"
 )
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-PLUGIN = re.compile(r"\bname=(\S+)")
+PLUGIN = re.compile(r"(tap-marketo-leads|tap-dynamics-leads|target-mktdyn-stage|target-mktdyn-merge)")
 
 
 def meltano_progress(env: dict[str, str], *args: str) -> str:
@@ -110,7 +110,7 @@ def meltano_progress(env: dict[str, str], *args: str) -> str:
         found = PROGRESS.search(plain)
         if found:
             plugin = PLUGIN.search(plain)
-            where = plugin[1] if plugin else "meltano"
+            where = plugin[1] if plugin else "sync"
             message = found[1].split(" cmd_type=")[0].rstrip()
             print(f"  {time.monotonic() - started:6.1f} s  {where}: {message}", flush=True)
     if process.wait(timeout=900) != 0:

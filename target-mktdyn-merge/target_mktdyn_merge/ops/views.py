@@ -11,8 +11,7 @@ import argparse
 import json
 import re
 import sys
-import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,7 +24,7 @@ from target_mktdyn_merge.store.activity_log import ActivityFilter, iter_activiti
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.history import pair_counts, records_with_email, run_summary
 from target_mktdyn_merge.store.pairs import pairs_by_person
-from target_mktdyn_merge.sync.report import pending_writes, render_report
+from target_mktdyn_merge.sync.report import pending_writes, render_report, wrapped_table
 from target_mktdyn_merge.sync.report_data import reason_of, report_data
 
 #: Width of the wrapped message column of ``mktdyn activity`` (the rest of the row stays on one line).
@@ -65,29 +64,6 @@ def parse_since(text: str, now: datetime | None = None) -> str:
         raise MktdynError(
             f"--since {text!r} is neither an ISO date/time (2026-12-01, 2026-12-01T08:00:00Z) nor a span (30m, 24h, 7d)"
         ) from None
-
-
-def wrapped_table(headers: list[str], rows: Iterable[list[str]], wrap: dict[int, int]) -> str:
-    """A plain-text table whose ``wrap`` columns (index → width) continue on the next lines instead of being cut."""
-    lines_of: list[list[list[str]]] = [[[str(h)] for h in headers]]
-    for cells in rows:
-        lines_of.append([_cell_lines(cell, wrap.get(i)) for i, cell in enumerate(cells)])
-    widths = [max(len(line) for row in lines_of for line in row[i]) for i in range(len(headers))]
-    out: list[str] = []
-    for number, row in enumerate(lines_of):
-        for k in range(max(len(cell) for cell in row)):
-            parts = [(cell[k] if k < len(cell) else "").ljust(widths[i]) for i, cell in enumerate(row)]
-            out.append("  ".join(parts).rstrip())
-        if number == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def _cell_lines(cell: str, width: int | None) -> list[str]:
-    """A cell's lines: wrapped at ``width`` (words longer than it are broken), or the cell as one line."""
-    if width is None:
-        return [cell]
-    return textwrap.wrap(cell, width, break_long_words=True, break_on_hyphens=False) or [""]
 
 
 def activity_filter(store: Store, args: argparse.Namespace) -> ActivityFilter:

@@ -153,3 +153,15 @@ def pair_counts(store: Store) -> dict[str, int]:
     with store.transaction() as connection:
         rows = connection.execute(sa.select(pairs.c.entity, sa.func.count()).group_by(pairs.c.entity)).all()
     return {str(entity): int(count) for entity, count in sorted(rows)}
+
+
+def changed_counts(store: Store) -> dict[str, int]:
+    """Staged records per stream whose content changed since the merge last looked at them (what it will plan)."""
+    staged = tables.staged
+    with store.transaction() as connection:
+        rows = connection.execute(
+            sa.select(staged.c.source, sa.func.count())
+            .where(staged.c.changed_seq > staged.c.merged_seq)
+            .group_by(staged.c.source)
+        ).all()
+    return {str(source): int(count) for source, count in rows}

@@ -7,6 +7,7 @@ Written to stderr by the target (stdout belongs to Singer STATE, docs/architectu
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -19,9 +20,9 @@ from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import OWED
 
 
-def _short(value: Any, width: int = 40) -> str:
-    text = "∅" if value is None else (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _text(value: Any) -> str:
+    """A field value in a text table: ∅ for none, JSON for anything not a string (wrapped, never cut)."""
+    return "∅" if value is None else (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
 
 
 def table(headers: list[str], rows: Iterable[list[Any]]) -> str:
@@ -31,6 +32,29 @@ def table(headers: list[str], rows: Iterable[list[Any]]) -> str:
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def wrapped_table(headers: list[str], rows: Iterable[list[str]], wrap: dict[int, int]) -> str:
+    """A plain-text table whose ``wrap`` columns (index → width) continue on the next lines instead of being cut."""
+    lines_of: list[list[list[str]]] = [[[str(h)] for h in headers]]
+    for cells in rows:
+        lines_of.append([_cell_lines(cell, wrap.get(i)) for i, cell in enumerate(cells)])
+    widths = [max(len(line) for row in lines_of for line in row[i]) for i in range(len(headers))]
+    out: list[str] = []
+    for number, row in enumerate(lines_of):
+        for k in range(max(len(cell) for cell in row)):
+            parts = [(cell[k] if k < len(cell) else "").ljust(widths[i]) for i, cell in enumerate(row)]
+            out.append("  ".join(parts).rstrip())
+        if number == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _cell_lines(cell: str, width: int | None) -> list[str]:
+    """A cell's lines: wrapped at ``width`` (words longer than it are broken), or the cell as one line."""
+    if width is None:
+        return [cell]
+    return textwrap.wrap(cell, width, break_long_words=True, break_on_hyphens=False) or [""]
 
 
 def pending_writes(store: Store) -> list[dict[str, Any]]:
@@ -82,31 +106,33 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
                         f"{item['entity']} {item['dynamics_id']}",
                         change["field"],
                         # Logged before collisions read as written (old/new were then Marketo/Dynamics).
-                        _short(details["marketo"] if "marketo" in details else change.get("old")),
-                        _short(details["dynamics"] if "dynamics" in details else change.get("new")),
+                        _text(details["marketo"] if "marketo" in details else change.get("old")),
+                        _text(details["dynamics"] if "dynamics" in details else change.get("new")),
                         item["winner"],
                         item["rule"],
                     ]
                 )
-        out.write(table(["person", "dynamics", "field", "marketo value", "dynamics value", "winner", "rule"], rows))
+        headers = ["person", "dynamics", "field", "marketo value", "dynamics value", "winner", "rule"]
+        out.write(wrapped_table(headers, ([str(cell or "") for cell in row] for row in rows), {3: 40, 4: 40}))
         out.write("\n")
     failures = list(iter_activities(store, run_id, FAILURE_ACTIONS))
     if failures:
         out.write(f"\nFailures ({len(failures)}):\n")
         out.write(
-            table(
+            wrapped_table(
                 ["action", "person", "dynamics", "direction", "code", "message"],
                 [
                     [
                         f["action"],
-                        f["person_id"],
+                        str(f["person_id"] or ""),
                         f"{f['entity'] or ''} {f['dynamics_id'] or ''}".strip(),
-                        f["direction"],
+                        str(f["direction"] or ""),
                         f["error_code"] or "",
-                        _short(f["error_message"], 90),
+                        str(f["error_message"] or f["rule"] or ""),
                     ]
                     for f in failures[:max_items]
                 ],
+                {5: 90},
             )
         )
         out.write("\n")
