@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -17,11 +18,13 @@ from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.activity_log import ActivityFilter, iter_activities, record_activities
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.history import changed_counts, prune_unchanged, records_with_email, run_history
-from target_mktdyn_merge.sync.alerts import Alert, pending_growing
+from target_mktdyn_merge.sync.alerts import Alert, AlertSettings, pending_growing, run_alerts, send_alerts
 from target_mktdyn_merge.sync.progress import Progress
 from target_mktdyn_merge.sync.report import wrapped_table
 from target_mktdyn_merge.sync.report_data import report_data
 from target_mktdyn_merge.sync.write_guards import WriteGuards
+
+from tests.ops.receiver import Receiver
 
 
 @pytest.fixture
@@ -178,3 +181,31 @@ def test_progress_says_a_tenth_at_a_time(caplog: pytest.LogCaptureFixture) -> No
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 10
     assert lines[-1].startswith("planning: 1000 of 1000 changed records (100%) in ")
+
+
+def test_owed_writes_growing_over_runs_alert_a_real_receiver(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    runs = []
+    for owed in (1, 2, 3, 5):
+        run_id = store.start_run("merge")
+        store.finish_run(run_id, "succeeded", {"pending_writes": owed})
+        runs.append(run_id)
+    settings = AlertSettings("", record_failures=10, pending_runs=3)
+    receiver = Receiver()
+    try:
+        alerts = run_alerts(store, replace(settings, webhook_url=receiver.url), runs[-1], 0, [])
+        assert [a.kind for a in alerts] == ["pending_growing"]
+        assert send_alerts(replace(settings, webhook_url=receiver.url), alerts, logging.getLogger("alerts")) == 1
+        [body] = receiver.bodies
+        assert body["mktdyn"]["pending_writes"] == 5
+        assert "grew in each of the last 3 runs" in body["text"]
+        assert runs[-1] in body["text"]
+        # Not over four runs, and not to a plain-http host that is not this machine.
+        assert run_alerts(store, replace(settings, pending_runs=4), runs[-1], 0, []) == []
+        with caplog.at_level(logging.WARNING, logger="alerts"):
+            remote = replace(settings, webhook_url="http://hooks.example/services/T/B/secret")
+            assert send_alerts(remote, alerts, logging.getLogger("alerts")) == 0
+        assert "must be an https URL" in caplog.text
+        assert "secret" not in caplog.text.replace("is a secret", "")
+    finally:
+        receiver.close()
+        store.close()
