@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from mktdyn_sandbox.admin_client import SandboxAdmin
-from mktdyn_sandbox.sandbox import Sandbox, SandboxOptions
 from target_mktdyn_merge.store import schema as tables
 
 from tests.ops.receiver import Receiver
+from tests.ops.sandboxes import small_sandbox
 from tests.target.pipeline import Pipeline
 
 MKTDYN = str(Path(sys.executable).parent / "mktdyn")
@@ -65,14 +65,12 @@ def age_activities(pipeline: Pipeline, actions: list[str], limit: int) -> list[i
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("ops-views")
-    sandbox = Sandbox(
-        SandboxOptions(
-            directory=root / "sandbox", persons=30, dynamics_only=4, overlap=0.7, seed=3, limits=False,
-            export_delay=0.05,
-        )
-    )  # fmt: skip
-    info = sandbox.start()
-    admin = SandboxAdmin(info)
+    with small_sandbox(root / "sandbox", persons=30, dynamics_only=4, overlap=0.7, seed=3) as (info, admin):
+        yield from _views_world(root, info, admin)
+
+
+def _views_world(root: Path, info: dict[str, Any], admin: SandboxAdmin) -> Iterator[dict[str, Any]]:
+    """The world's three syncs (see the module's docstring), then the world; its receiver closed after."""
     receiver = Receiver()
     pipeline = Pipeline(info, root / "work", {"alert_webhook_url": receiver.url, "alert_record_failures": 1})
     first = pipeline.sync()
@@ -106,8 +104,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "root": root,
     }
     receiver.close()
-    admin.close()
-    sandbox.stop()
 
 
 def run_ids(world: dict[str, Any]) -> list[str]:

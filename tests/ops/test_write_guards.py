@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from mktdyn_sandbox.admin_client import SandboxAdmin
-from mktdyn_sandbox.sandbox import Sandbox, SandboxOptions
 from target_mktdyn_merge.store import schema as tables
 
+from tests.ops.sandboxes import small_sandbox
 from tests.target.pipeline import Pipeline
 
 MKTDYN = str(Path(sys.executable).parent / "mktdyn")
@@ -29,17 +29,8 @@ GUARDS = {"max_creates_in_marketo": 2, "max_creates_in_dynamics": 2, "max_change
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("guards")
-    sandbox = Sandbox(
-        SandboxOptions(
-            directory=root / "sandbox", persons=60, dynamics_only=6, overlap=0.8, seed=5, limits=False,
-            export_delay=0.05,
-        )
-    )  # fmt: skip
-    info = sandbox.start()
-    admin = SandboxAdmin(info)
-    yield {"admin": admin, "pipeline": Pipeline(info, root / "work", dict(GUARDS))}
-    admin.close()
-    sandbox.stop()
+    with small_sandbox(root / "sandbox", persons=60, dynamics_only=6, overlap=0.8, seed=5) as (info, admin):
+        yield {"admin": admin, "pipeline": Pipeline(info, root / "work", dict(GUARDS))}
 
 
 def writes(admin: SandboxAdmin) -> dict[str, dict[str, int]]:

@@ -8,13 +8,14 @@ Monday" with filters, a reason column and messages wrapped, never cut; ``status`
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from mktdyn_common.errors import MktdynError
 
@@ -97,32 +98,22 @@ def cmd_report(args: argparse.Namespace, open_store: Callable[[], Store]) -> int
     """Print (or write to ``--output``) a run's report as text, JSON or a self-contained HTML page."""
     store = open_store()
     run_id = chosen_run(store, args.run)
-    out: TextIO = sys.stdout
-    if args.format == "text" and not args.output:
-        render_report(store, run_id, out)
-        return 0
     if args.format == "text":
-        text = _captured(lambda stream: render_report(store, run_id, stream))
+        buffer = io.StringIO()
+        render_report(store, run_id, buffer)
+        text = buffer.getvalue()
     elif args.format == "json":
         text = json.dumps(report_data(store, run_id), ensure_ascii=False, default=str, indent=1) + "\n"
     else:
-        from target_mktdyn_merge.ops.report_html import render_html
+        from target_mktdyn_merge.ops.report_html import render_html  # Jinja2 only for the page
 
         text = render_html(report_data(store, run_id))
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         sys.stderr.write(f"mktdyn: the report of run {run_id} is in {args.output}\n")
     else:
-        out.write(text)
+        sys.stdout.write(text)
     return 0
-
-
-def _captured(write: Callable[[TextIO], None]) -> str:
-    import io
-
-    buffer = io.StringIO()
-    write(buffer)
-    return buffer.getvalue()
 
 
 def cmd_activity(args: argparse.Namespace, open_store: Callable[[], Store]) -> int:

@@ -93,49 +93,8 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
         )
         + "\n"
     )
-    collisions = list(iter_activities(store, run_id, ["collision"]))
-    if collisions:
-        out.write(f"\nCollisions ({len(collisions)}):\n")
-        rows = []
-        for item in collisions[:max_items]:
-            details = item["details"]
-            for change in item["fields"]:
-                rows.append(
-                    [
-                        item["person_id"],
-                        f"{item['entity']} {item['dynamics_id']}",
-                        change["field"],
-                        # Logged before collisions read as written (old/new were then Marketo/Dynamics).
-                        _text(details["marketo"] if "marketo" in details else change.get("old")),
-                        _text(details["dynamics"] if "dynamics" in details else change.get("new")),
-                        item["winner"],
-                        item["rule"],
-                    ]
-                )
-        headers = ["person", "dynamics", "field", "marketo value", "dynamics value", "winner", "rule"]
-        out.write(wrapped_table(headers, ([str(cell or "") for cell in row] for row in rows), {3: 40, 4: 40}))
-        out.write("\n")
-    failures = list(iter_activities(store, run_id, FAILURE_ACTIONS))
-    if failures:
-        out.write(f"\nFailures ({len(failures)}):\n")
-        out.write(
-            wrapped_table(
-                ["action", "person", "dynamics", "direction", "code", "message"],
-                [
-                    [
-                        f["action"],
-                        str(f["person_id"] or ""),
-                        f"{f['entity'] or ''} {f['dynamics_id'] or ''}".strip(),
-                        str(f["direction"] or ""),
-                        f["error_code"] or "",
-                        str(f["error_message"] or f["rule"] or ""),
-                    ]
-                    for f in failures[:max_items]
-                ],
-                {5: 90},
-            )
-        )
-        out.write("\n")
+    _write_collisions(out, list(iter_activities(store, run_id, ["collision"])), max_items)
+    _write_failures(out, list(iter_activities(store, run_id, FAILURE_ACTIONS)), max_items)
     pending = pending_writes(store)
     if pending:
         out.write("\nPending writes:\n")
@@ -146,3 +105,47 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
             )
         )
         out.write("\n")
+
+
+def _write_collisions(out: TextIO, collisions: list[dict[str, Any]], max_items: int) -> None:
+    """The collisions: both values, the winner and the rule, one row per field (values wrapped, never cut)."""
+    if not collisions:
+        return
+    out.write(f"\nCollisions ({len(collisions)}):\n")
+    rows = []
+    for item in collisions[:max_items]:
+        details = item["details"]
+        for change in item["fields"]:
+            rows.append(
+                [
+                    str(item["person_id"] or ""),
+                    f"{item['entity']} {item['dynamics_id']}",
+                    change["field"],
+                    # Logged before collisions read as written (old/new were then Marketo/Dynamics).
+                    _text(details["marketo"] if "marketo" in details else change.get("old")),
+                    _text(details["dynamics"] if "dynamics" in details else change.get("new")),
+                    str(item["winner"] or ""),
+                    str(item["rule"] or ""),
+                ]
+            )
+    headers = ["person", "dynamics", "field", "marketo value", "dynamics value", "winner", "rule"]
+    out.write(wrapped_table(headers, rows, {3: 40, 4: 40}) + "\n")
+
+
+def _write_failures(out: TextIO, failures: list[dict[str, Any]], max_items: int) -> None:
+    """The record-level failures with their whole message, wrapped (the issue's ``…at most 50 (MaxL…``)."""
+    if not failures:
+        return
+    out.write(f"\nFailures ({len(failures)}):\n")
+    rows = [
+        [
+            f["action"],
+            str(f["person_id"] or ""),
+            f"{f['entity'] or ''} {f['dynamics_id'] or ''}".strip(),
+            str(f["direction"] or ""),
+            f["error_code"] or "",
+            str(f["error_message"] or f["rule"] or ""),
+        ]
+        for f in failures[:max_items]
+    ]
+    out.write(wrapped_table(["action", "person", "dynamics", "direction", "code", "message"], rows, {5: 90}) + "\n")
