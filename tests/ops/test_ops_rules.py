@@ -3,6 +3,7 @@ backends, the activity filters, alert thresholds, guard bounds, escaping and the
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from dataclasses import replace
@@ -20,8 +21,8 @@ from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.history import changed_counts, prune_unchanged, records_with_email, run_history
 from target_mktdyn_merge.sync.alerts import Alert, AlertSettings, pending_growing, run_alerts, send_alerts
 from target_mktdyn_merge.sync.progress import Progress
-from target_mktdyn_merge.sync.report import wrapped_table
-from target_mktdyn_merge.sync.report_data import report_data
+from target_mktdyn_merge.sync.report import render_report, wrapped_table
+from target_mktdyn_merge.sync.report_data import reason_of, report_data
 from target_mktdyn_merge.sync.write_guards import WriteGuards
 
 from tests.ops.receiver import Receiver
@@ -209,3 +210,16 @@ def test_owed_writes_growing_over_runs_alert_a_real_receiver(store: Store, caplo
     finally:
         receiver.close()
         store.close()
+
+
+def test_ambiguous_matches_are_listed_with_their_candidates(store: Store) -> None:
+    merge, _ = seed(store)
+    ambiguous = Activity("ambiguous_match", "8", rule="2 leads have the email", details={"candidates": ["L-1", "L-2"]})
+    record_activities(store, merge, [ambiguous])
+    text = io.StringIO()
+    render_report(store, merge, text)
+    assert "Ambiguous matches (1; none guessed):" in text.getvalue()
+    assert "L-1, L-2" in text.getvalue()
+    [item] = iter_activities(store, merge, ["ambiguous_match"])
+    assert reason_of(item) == "2 leads have the email (candidates: L-1, L-2)"
+    store.close()

@@ -95,6 +95,7 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
     )
     _write_collisions(out, list(iter_activities(store, run_id, ["collision"])), max_items)
     _write_failures(out, list(iter_activities(store, run_id, FAILURE_ACTIONS)), max_items)
+    _write_ambiguous(out, list(iter_activities(store, run_id, ["ambiguous_match"])), max_items)
     pending = pending_writes(store)
     if pending:
         out.write("\nPending writes:\n")
@@ -149,3 +150,20 @@ def _write_failures(out: TextIO, failures: list[dict[str, Any]], max_items: int)
         for f in failures[:max_items]
     ]
     out.write(wrapped_table(["action", "person", "dynamics", "direction", "code", "message"], rows, {5: 90}) + "\n")
+
+
+def _write_ambiguous(out: TextIO, matches: list[dict[str, Any]], max_items: int) -> None:
+    """The ambiguous matches with their candidates: the records an operator has to merge or tell apart."""
+    if not matches:
+        return
+    out.write(f"\nAmbiguous matches ({len(matches)}; none guessed):\n")
+    rows = [
+        [
+            str(m["person_id"] or ""),
+            f"{m['entity'] or ''} {m['dynamics_id'] or ''}".strip(),
+            ", ".join(str(c) for c in m["details"].get("candidates") or []),
+            str(m["rule"] or ""),
+        ]
+        for m in matches[:max_items]
+    ]
+    out.write(wrapped_table(["person", "dynamics", "candidates", "reason"], rows, {2: 60, 3: 60}) + "\n")

@@ -69,8 +69,15 @@ def _take(
 
 
 def reason_of(item: dict[str, Any]) -> str:
-    """Why an activity happened, in one line: the API's or validator's message, else the rule."""
-    message = item.get("error_message") or item.get("rule") or ""
+    """Why an activity happened, in one line.
+
+    The API's or validator's message, else the rule; an ambiguous match's candidates too (its rule does not
+    name them).
+    """
+    message = str(item.get("error_message") or item.get("rule") or "")
+    candidates = (item.get("details") or {}).get("candidates")
+    if candidates:
+        message = f"{message} (candidates: {', '.join(str(c) for c in candidates)})".strip()
     code = item.get("error_code")
     return f"{code}: {message}" if code and message else str(code or message)
 
