@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -83,6 +84,39 @@ def meltano(env: dict[str, str], *args: str) -> str:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-6000:])
         raise SystemExit(f"meltano {' '.join(args)} failed with exit code {result.returncode}")
     return result.stdout + result.stderr
+
+
+#: Progress lines of the plugins (INFO on stderr) worth showing while a run goes: export windows, staging rate,
+#: planning, write-back pages, the run's end.
+PROGRESS = re.compile(
+    r"(Export plan: .*|Window \d+/\d+ .*|staged \d+ \S+ record\(s\).*|planning: .*|merge planned .*|"
+    r"write-back.*|activity retention: .*|Deleted persons since .*)"
+)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PLUGIN = re.compile(r"(tap-marketo-leads|tap-dynamics-leads|target-mktdyn-stage|target-mktdyn-merge)")
+
+
+def meltano_progress(env: dict[str, str], *args: str) -> str:
+    """Run meltano like :func:`meltano`, printing the plugins' progress lines as they come (no silent minutes)."""
+    process = subprocess.Popen(
+        [str(BIN / "meltano"), *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    started = time.monotonic()
+    for line in process.stdout:
+        output.append(line)
+        plain = ANSI.sub("", line)
+        found = PROGRESS.search(plain)
+        if found:
+            plugin = PLUGIN.search(plain)
+            where = plugin[1] if plugin else "sync"
+            message = found[1].split(" cmd_type=")[0].rstrip()
+            print(f"  {time.monotonic() - started:6.1f} s  {where}: {message}", flush=True)
+    if process.wait(timeout=900) != 0:
+        sys.stderr.write("".join(output)[-10000:])
+        raise SystemExit(f"meltano {' '.join(args)} failed with exit code {process.returncode}")
+    return "".join(output)
 
 
 def linked_pairs(store_url: str, full_baseline: bool = True) -> list[dict[str, Any]]:
@@ -207,7 +241,7 @@ def main() -> int:
             use_installed_plugins(Path(env["MELTANO_SYS_DIR_ROOT"]))
             admin = SandboxAdmin(info)
             say("meltano run sync (initial sync)")
-            meltano(env, "run", "sync")
+            meltano_progress(env, "run", "sync")
             print(meltano(env, "invoke", "mktdyn", "status").strip().splitlines()[0])
             say("Users edit both systems")
             for line in user_edits(info, env["MKTDYN_STORE_URL"]):
@@ -216,7 +250,7 @@ def main() -> int:
             admin.marketo.reset_stats()
             admin.dynamics.reset_stats()
             say("meltano run sync (incremental)")
-            meltano(env, "run", "sync")
+            meltano_progress(env, "run", "sync")
             say("Report")
             report = subprocess.run(
                 [str(BIN / "mktdyn"), "report"], env=env, capture_output=True, text=True, check=True

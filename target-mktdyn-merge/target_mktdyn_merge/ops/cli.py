@@ -9,7 +9,6 @@ line on stderr with exit 1; output to a closed pipe (``mktdyn report | head``) e
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -24,13 +23,13 @@ from target_mktdyn_merge.core.activity import Activity
 from target_mktdyn_merge.core.baseline import clear_field
 from target_mktdyn_merge.core.values import now_iso
 from target_mktdyn_merge.ops.project_config import config_source, resolved_store_url, store_url
+from target_mktdyn_merge.ops.views import add_view_commands
 from target_mktdyn_merge.store import schema as tables
-from target_mktdyn_merge.store.activity_log import iter_activities, record_activities
+from target_mktdyn_merge.store.activity_log import record_activities
 from target_mktdyn_merge.store.database import Store, open_existing
 from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
 from target_mktdyn_merge.store.pairs import all_pairs, delete_pair, mark_pair_dirty, pairs_by_person, save_pairs
 from target_mktdyn_merge.store.runs import new_run_id
-from target_mktdyn_merge.sync.report import pending_writes, render_report, table
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -57,82 +56,6 @@ def _store_url(args: argparse.Namespace) -> str:
 def _store(args: argparse.Namespace) -> Store:
     """The store to read (or steer): it must exist at the current schema; nothing is created or migrated."""
     return open_existing(_store_url(args))
-
-
-def _run_id(store: Store, requested: str | None) -> str:
-    if requested:
-        with store.transaction() as connection:
-            found = connection.execute(sa.select(tables.runs.c.run_id).where(tables.runs.c.run_id == requested))
-            if found.first() is None:
-                raise MktdynError(f"no run {requested!r} in the store at {store.safe_url}; `mktdyn status` lists runs")
-        return requested
-    run_id = store.last_run("merge") or store.last_run("dry_run") or store.last_run()
-    if run_id is None:
-        raise MktdynError("the store holds no run yet; run the sync first")
-    return run_id
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """Print a run's report."""
-    store = _store(args)
-    render_report(store, _run_id(store, args.run), sys.stdout)
-    return 0
-
-
-def cmd_activity(args: argparse.Namespace) -> int:
-    """Print a run's activity log as a table or JSON lines."""
-    store = _store(args)
-    run_id = None if args.all else _run_id(store, args.run)
-    items = iter_activities(store, run_id)
-    if args.format == "jsonl":
-        for item in items:
-            sys.stdout.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
-        return 0
-    rows = [
-        [
-            i["at"],
-            f"{i['action']} (dry run)" if i.get("dry_run") else i["action"],
-            i["person_id"] or "",
-            f"{i['entity'] or ''} {i['dynamics_id'] or ''}".strip(),
-            i["direction"] or "",
-            ",".join(c["field"] for c in i["fields"]),
-            i["error_code"] or "",
-        ]
-        for i in items
-    ]
-    sys.stdout.write(table(["at", "action", "person", "dynamics", "direction", "fields", "code"], rows) + "\n")
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    """Print linked pairs, staged records, pending writes and the last runs."""
-    store = _store(args)
-    with store.transaction() as connection:
-        pairs = connection.execute(
-            sa.select(tables.pairs.c.entity, sa.func.count()).group_by(tables.pairs.c.entity)
-        ).all()
-    sys.stdout.write("Linked pairs: " + (", ".join(f"{n} {e}s" for e, n in pairs) or "none") + "\n")
-    staged = store.staged_counts()
-    sys.stdout.write(
-        "Staged: "
-        + (", ".join(f"{s} {c['live']} live/{c['deleted']} deleted" for s, c in sorted(staged.items())) or "nothing")
-        + "\n"
-    )
-    pending = pending_writes(store)
-    sys.stdout.write(
-        "Pending writes: "
-        + (", ".join(f"{p['count']} {p['system']} {p['action']} ({p['status']})" for p in pending) or "none")
-        + "\n\n"
-    )
-    runs = store.runs(args.limit)
-    sys.stdout.write(
-        table(
-            ["run", "mode", "status", "started", "finished"],
-            [[r["run_id"], r["mode"], r["status"], r["started_at"], r["finished_at"] or ""] for r in runs],
-        )
-        + "\n"
-    )
-    return 0
 
 
 @contextmanager
@@ -277,17 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "otherwise $TARGET_MKTDYN_MERGE_STORE_URL or $MKTDYN_STORE_URL; else .mktdyn/store.db)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    report = commands.add_parser("report", help="the report of a run (default: the last merge)")
-    report.add_argument("--run", help="run id")
-    report.set_defaults(func=cmd_report)
-    activity = commands.add_parser("activity", help="the activity log of a run")
-    activity.add_argument("--run", help="run id (default: the last merge)")
-    activity.add_argument("--all", action="store_true", help="every run")
-    activity.add_argument("--format", choices=["table", "jsonl"], default="table")
-    activity.set_defaults(func=cmd_activity)
-    status = commands.add_parser("status", help="pairs, pending writes and recent runs")
-    status.add_argument("--limit", type=int, default=5, help="how many recent runs to list")
-    status.set_defaults(func=cmd_status)
+    add_view_commands(commands, _store)
     unlink = commands.add_parser("unlink", help="forget a person's link")
     unlink.add_argument("person", help="Marketo person id")
     unlink.add_argument("--wait", type=float, default=0, help="seconds to wait for a running sync (default: 0)")

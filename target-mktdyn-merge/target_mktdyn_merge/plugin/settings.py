@@ -225,9 +225,11 @@ def _limit_properties() -> list[th.Property[Any]]:
         th.Property(
             "max_record_failures",
             th.IntegerType,
-            default=1000,
+            default=100,
             title="Maximum record failures",
-            description="Record-level failures (validation, rejected writes) tolerated before the run exits non-zero.",
+            description="Record-level failures (validation, rejected writes) tolerated before the run exits non-zero "
+            "(closed as failed, and alerted). 100 by default: a run with more is broken, not unlucky; raise it for a "
+            "known backlog.",
         ),
         th.Property(
             "max_reconcile_deletes",
@@ -255,6 +257,94 @@ def _limit_properties() -> list[th.Property[Any]]:
     ]
 
 
+def _alert_properties() -> list[th.Property[Any]]:
+    """Alerts and the activity log's retention: what tells a person about a run, and what the log keeps."""
+    return [
+        th.Property(
+            "alert_webhook_url",
+            th.StringType,
+            default="",
+            title="Alert webhook URL",
+            description='Slack-compatible incoming webhook (JSON {"text": ...}; Teams and PagerDuty relays read it '
+            "too) notified when a run fails, when its record failures reach alert_record_failures, and when the "
+            "writes still owed grow over alert_pending_runs runs. https (http only on loopback). Secret: such URLs "
+            "carry a token. Empty: no alerts.",
+            secret=True,
+        ),
+        th.Property(
+            "alert_record_failures",
+            th.IntegerType,
+            default=10,
+            title="Alert at this many record failures",
+            description="A run with at least this many record-level failures alerts (0: never; a failed run "
+            "always alerts).",
+        ),
+        th.Property(
+            "alert_pending_runs",
+            th.IntegerType,
+            default=3,
+            title="Alert when owed writes grow over this many runs",
+            description="Alert when the writes still owed grew in each of this many consecutive runs (0: never).",
+        ),
+        th.Property(
+            "activity_retention_days",
+            th.IntegerType,
+            default=30,
+            title="Keep unchanged activities (days)",
+            description="unchanged rows of the activity log older than this are deleted at the end of each run "
+            "(every other action is kept; each run's summary keeps its counts). 0 keeps them forever.",
+        ),
+    ]
+
+
+def _guard_properties() -> list[th.Property[Any]]:
+    """The write phase's guards of a first production sync (or a mistake): caps, change share, link-only."""
+    return [
+        th.Property(
+            "max_creates_in_marketo",
+            th.IntegerType,
+            default=1000,
+            title="Maximum Marketo creates per run",
+            description="Persons one run may create in Marketo; past it the write phase sends nothing to either "
+            "system and exits non-zero saying why (the writes stay owed). Raise it, or set allow_mass_change for "
+            "one run, for an initial load.",
+        ),
+        th.Property(
+            "max_creates_in_dynamics",
+            th.IntegerType,
+            default=1000,
+            title="Maximum Dynamics creates per run",
+            description="Leads one run may create in Dynamics; past it the write phase sends nothing to either "
+            "system and exits non-zero saying why (the writes stay owed).",
+        ),
+        th.Property(
+            "max_change_share",
+            th.CustomType(number_setting()),
+            default=0.5,
+            title="Maximum share of linked pairs changed per run",
+            description="Share (0-1) of the pairs linked before a run that it may update (checked beyond 20 "
+            "pairs); past it the write phase sends nothing to either system and exits non-zero saying why. A wrong "
+            "field map or a bulk edit stops here until allowed.",
+        ),
+        th.Property(
+            "allow_mass_change",
+            th.BooleanType,
+            default=False,
+            title="Allow a mass change for this run",
+            description="Lets one run past max_creates_in_marketo, max_creates_in_dynamics and max_change_share; "
+            "set it for that run only (TARGET_MKTDYN_MERGE_ALLOW_MASS_CHANGE=true), never in meltano.yml.",
+        ),
+        th.Property(
+            "link_only",
+            th.BooleanType,
+            default=False,
+            title="Link only (create nothing)",
+            description="Match, link and keep linked pairs in step, but create nothing in either system; planned "
+            "creates stay owed until it is turned off (the README's first-production-sync playbook).",
+        ),
+    ]
+
+
 def build_config_schema() -> dict[str, Any]:
     """The full settings schema of target-mktdyn-merge."""
     return th.PropertiesList(
@@ -263,6 +353,8 @@ def build_config_schema() -> dict[str, Any]:
         *_connection_properties("dynamics", TapDynamicsLeads.config_jsonschema),
         *_policy_properties(),
         *_limit_properties(),
+        *_alert_properties(),
+        *_guard_properties(),
     ).to_dict()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from target_mktdyn_merge.core.crashpoints import crash_point
@@ -26,6 +27,9 @@ class StagingSink(DatelikeOnceSink):
         # one with no record): recorded now, a deselected field is unknown to the merge at once (docs/architecture.md
         # §10).
         self.owner.store.record_selection(self.stream_name, self.schema.get("properties") or {})
+        #: Records staged by this sink and when its first batch began (the staging rate in the progress log).
+        self.staged_total = 0
+        self.started = time.monotonic()
 
     def get_validator(self) -> Any:
         """The SDK's validator, failing with the field's name instead of logging a traceback."""
@@ -87,12 +91,16 @@ class StagingSink(DatelikeOnceSink):
                 ", ".join(f"{STREAMS[self.stream_name].key}={key}" for key in result.future[:10]),
                 ", ..." if len(result.future) > 10 else "",
             )
+        self.staged_total += len(records)
+        elapsed = max(time.monotonic() - self.started, 1e-3)
         self.logger.info(
-            "staged %d %s record(s): %d new, %d changed, %d unchanged, %d older than staged",
+            "staged %d %s record(s): %d new, %d changed, %d unchanged, %d older than staged; %d so far, %.0f/s",
             len(records),
             self.stream_name,
             result.inserted,
             result.updated,
             result.unchanged,
             result.older_ignored,
+            self.staged_total,
+            self.staged_total / elapsed,
         )

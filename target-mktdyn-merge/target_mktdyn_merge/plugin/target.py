@@ -36,7 +36,8 @@ class TargetMktdynMerge(StateObservingTarget):
             self.message_reader.on_bad_input = self.refuse_input
         self.max_parallelism = 1  # one writer per store connection; staging is I/O on one database anyway
         protect_secrets(
-            self.config.get(k) for k in ("marketo_client_secret", "dynamics_client_secret", "dynamics_password")
+            self.config.get(k)
+            for k in ("marketo_client_secret", "dynamics_client_secret", "dynamics_password", "alert_webhook_url")
         )
         self._store: Store | None = None
         self._settings: MergeSettings | None = None
@@ -128,7 +129,23 @@ class TargetMktdynMerge(StateObservingTarget):
                 self._store.finish_run(self._run_id, "failed", error=reason)
             except StoreError:
                 self.logger.debug("the failed run could not be closed in the store", exc_info=True)
+            else:
+                self.alert_failure(self._run_id, redact(reason))
         raise SystemExit(f"target-mktdyn-merge: {redact(reason)}") from cause
+
+    def alert_failure(self, run_id: str, reason: str) -> None:
+        """Tell ``alert_webhook_url`` that the run failed (never in the way of the exit: errors are logged)."""
+        if self._settings is None or self._store is None or not self._settings.alerts.enabled:
+            return
+        from target_mktdyn_merge.sync.alerts import run_alerts, send_alerts
+        from target_mktdyn_merge.sync.report_data import failure_reasons
+
+        settings = self._settings.alerts
+        try:
+            reasons = failure_reasons(self._store, run_id)
+            send_alerts(settings, run_alerts(self._store, settings, run_id, 0, reasons, reason), self.logger)
+        except StoreError:
+            self.logger.debug("the failed run's alert could not read the store", exc_info=True)
 
     def process_endofpipe(self) -> None:
         """Drain (commit, then STATE), then merge when this invocation is the merging one.

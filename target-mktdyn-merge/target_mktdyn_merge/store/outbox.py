@@ -158,3 +158,37 @@ def mark(
     ids = list(op_ids)
     for start in range(0, len(ids), 500):
         connection.execute(sa.update(outbox).where(outbox.c.op_id.in_(ids[start : start + 500])).values(**values))
+
+
+def owed_by_kind(connection: sa.Connection) -> dict[tuple[str, str], int]:
+    """Writes owed to either system, counted by (system, action): what the next write phase would send."""
+    outbox = tables.outbox
+    rows = connection.execute(
+        sa.select(outbox.c.system, outbox.c.action, sa.func.count())
+        .where(outbox.c.status.in_(OWED))
+        .group_by(outbox.c.system, outbox.c.action)
+    ).all()
+    return {(str(system), str(action)): int(count) for system, action, count in rows}
+
+
+def established_changes(connection: sa.Connection, run_id: str) -> tuple[int, int]:
+    """(established pairs with an update owed, established pairs): the change-ratio breaker's numbers.
+
+    Established: linked by an earlier run that succeeded. A pair linked in this run, or by a run that crashed or
+    stopped before finishing its first merge, gets that first merge now, which may fill many fields by design; an
+    established pair was in step, so most of them changing at once is a mistake (a wrong field map, a bulk edit)
+    until someone says otherwise. A pair updated on both sides counts once.
+    """
+    outbox, pairs, runs = tables.outbox, tables.pairs, tables.runs
+    succeeded = sa.select(runs.c.run_id).where(runs.c.status == "succeeded", runs.c.run_id != run_id)
+    earlier = pairs.c.linked_run.in_(succeeded)
+    changed = (
+        sa.select(outbox.c.pair_id)
+        .join(pairs, pairs.c.pair_id == outbox.c.pair_id)
+        .where(outbox.c.status.in_(OWED), outbox.c.action == "update", earlier)
+        .distinct()
+        .subquery()
+    )
+    count = int(connection.execute(sa.select(sa.func.count()).select_from(changed)).scalar() or 0)
+    linked = int(connection.execute(sa.select(sa.func.count()).select_from(pairs).where(earlier)).scalar() or 0)
+    return count, linked

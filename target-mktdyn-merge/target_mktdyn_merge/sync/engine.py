@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from mktdyn_common.errors import ConfigurationError
 from tap_dynamics_leads.client import DataverseClient
@@ -24,16 +25,22 @@ from target_mktdyn_merge.core.marketo_validation import MarketoValidator
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.pair_merge import MergeContext
 from target_mktdyn_merge.core.policies import SyncPolicy, check_subject_template
+from target_mktdyn_merge.core.values import utc_iso
 from target_mktdyn_merge.core.vocabulary import ENTITIES
 from target_mktdyn_merge.store.database import Store
+from target_mktdyn_merge.store.history import prune_unchanged
+from target_mktdyn_merge.sync.alerts import owed_count, run_alerts, send_alerts
 from target_mktdyn_merge.sync.freshness import refresh_stale
 from target_mktdyn_merge.sync.marketo_activities import post_activities
 from target_mktdyn_merge.sync.merge_settings import MergeSettings
 from target_mktdyn_merge.sync.outcomes import Outcomes
 from target_mktdyn_merge.sync.planner import Planner, PlanSettings, merge_run_number
 from target_mktdyn_merge.sync.report import render_report
+from target_mktdyn_merge.sync.report_data import failure_reasons
 from target_mktdyn_merge.sync.write_context import WriteContext
 from target_mktdyn_merge.sync.writeback import write_back
+
+LOGGER = logging.getLogger("target-mktdyn-merge")
 
 
 def read_metadata(marketo: MarketoClient, dynamics: DataverseClient) -> SyncMetadata:
@@ -100,6 +107,7 @@ def _plan_and_write(
     )
     if settings.dry_run:
         return counts, 0
+    settings.guards.check(store, run_id)  # past a bound: nothing is sent, the run stops saying why
     outcomes = Outcomes(store, run_id, settings_merge_context(plan))
     context = WriteContext(
         store,
@@ -109,7 +117,9 @@ def _plan_and_write(
         DynamicsValidator(metadata.dynamics_attributes, settings.enforce_required_levels),
         MarketoValidator(metadata.marketo_fields),
     )
-    counts.update(write_back(context, marketo, dynamics, settings.dynamics_batch_size))
+    counts.update(
+        write_back(context, marketo, dynamics, settings.dynamics_batch_size, creates=not settings.guards.link_only)
+    )
     if settings.marketo_activity_type:
         counts["posted_to_marketo"] += post_activities(store, run_id, marketo, settings.marketo_activity_type)
     return counts, outcomes.failures()
@@ -123,13 +133,14 @@ def _finish(
     failures: int,
     calls: dict[str, dict[str, int]],
 ) -> None:
-    """Close the run in the store, print its report, and fail it past ``max_record_failures``."""
+    """Close the run in the store, prune old quiet activity, report, alert, and fail past ``max_record_failures``."""
     limit = settings.max_record_failures
     summary = {
         "activities": dict(counts),
         "staged": store.staged_counts(),
         "api_calls": calls,
         "record_failures": failures,
+        "pending_writes": owed_count(store),
     }
     error = (
         f"{failures} record-level failures exceed max_record_failures={limit}; see `mktdyn report`"
@@ -137,9 +148,25 @@ def _finish(
         else None
     )
     store.finish_run(run_id, "failed" if error else "succeeded", summary, error=error)
+    prune_activity(store, settings.activity_retention_days)
     render_report(store, run_id, sys.stderr)
+    if not settings.dry_run:
+        reasons = failure_reasons(store, run_id)
+        send_alerts(settings.alerts, run_alerts(store, settings.alerts, run_id, failures, reasons, error), LOGGER)
     if error:
         raise SystemExit(f"target-mktdyn-merge: {error}")
+
+
+def prune_activity(store: Store, days: int) -> int:
+    """Delete ``unchanged`` activities older than ``days`` (0: keep them); how many went (logged)."""
+    if days <= 0:
+        return 0
+    cutoff = utc_iso(datetime.now(UTC) - timedelta(days=days))
+    with store.transaction() as connection:
+        pruned = prune_unchanged(connection, cutoff)
+    if pruned:
+        LOGGER.info("activity retention: %d unchanged activities older than %d days deleted", pruned, days)
+    return pruned
 
 
 def settings_merge_context(settings: PlanSettings) -> MergeContext:

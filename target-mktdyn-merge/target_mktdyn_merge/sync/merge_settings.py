@@ -19,7 +19,9 @@ from tap_marketo_leads.connection import MarketoConnection
 
 from target_mktdyn_merge.core.fieldmap import FieldMap, parse_field_map
 from target_mktdyn_merge.core.policies import PolicySettingError, SyncPolicy
+from target_mktdyn_merge.sync.alerts import AlertSettings
 from target_mktdyn_merge.sync.reconcile import ReconcileBounds
+from target_mktdyn_merge.sync.write_guards import WriteGuards
 
 RequiredLevels = Literal["none", "create", "always"]
 """When Dynamics' ApplicationRequired columns are enforced before a write (docs/architecture.md §6)."""
@@ -45,6 +47,9 @@ class MergeSettings:
         max_record_failures: Record-level failures after which the run fails.
         reconcile: The bounds on key reconciliation.
         dynamics_batch_size: Operations per Dataverse ``$batch``.
+        alerts: Where alerts go and when.
+        guards: The bounds of the write phase (creates, change share, link-only).
+        activity_retention_days: Age after which ``unchanged`` activities are deleted (0: never).
         connections: The ``marketo_*``/``dynamics_*`` connection settings, read when a client is needed.
     """
 
@@ -61,6 +66,9 @@ class MergeSettings:
     max_record_failures: int
     reconcile: ReconcileBounds
     dynamics_batch_size: int
+    alerts: AlertSettings
+    guards: WriteGuards
+    activity_retention_days: int
     connections: Mapping[str, Any]
 
     @classmethod
@@ -97,6 +105,19 @@ class MergeSettings:
                 _number(config, "max_reconcile_deletes", int), _number(config, "max_reconcile_share", float)
             ),
             dynamics_batch_size=_number(config, "dynamics_batch_size", int),
+            alerts=AlertSettings(
+                str(config.get("alert_webhook_url") or "").strip(),
+                _number(config, "alert_record_failures", int),
+                _number(config, "alert_pending_runs", int),
+            ),
+            guards=WriteGuards(
+                _number(config, "max_creates_in_marketo", int),
+                _number(config, "max_creates_in_dynamics", int),
+                _number(config, "max_change_share", float),
+                _flag(config, "allow_mass_change"),
+                _flag(config, "link_only"),
+            ),
+            activity_retention_days=_number(config, "activity_retention_days", int),
             connections=MappingProxyType({k: v for k, v in config.items() if k.startswith(("marketo_", "dynamics_"))}),
         )
 
@@ -115,6 +136,14 @@ def _required(config: Mapping[str, Any], name: str) -> Any:
     if value is None:
         raise ConfigurationError(name, "missing (the settings schema gives it a default: build settings through it)")
     return value
+
+
+def _flag(config: Mapping[str, Any], name: str) -> bool:
+    """A boolean setting; the strings an environment variable gives ("true", "false", "1", "0") too."""
+    value = _required(config, name)
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
 
 
 def _number(config: Mapping[str, Any], name: str, kind: type[_N]) -> _N:

@@ -37,6 +37,7 @@ from target_mktdyn_merge.core.policies import (
 from target_mktdyn_merge.core.records import Pair, StagedRecord
 from target_mktdyn_merge.core.vocabulary import CONTACTS_FIRST, DYNAMICS_STREAM, PERSONS_STREAM, Entity
 from target_mktdyn_merge.store.database import Store
+from target_mktdyn_merge.store.history import changed_counts
 from target_mktdyn_merge.store.pairs import pairs_by_dynamics, pairs_by_person
 from target_mktdyn_merge.store.runs import first_merge_started
 from target_mktdyn_merge.store.runs import merge_run_number as store_merge_run_number
@@ -45,6 +46,7 @@ from target_mktdyn_merge.sync.plan_batch import PlanBatch, PlanSettings, commit_
 from target_mktdyn_merge.sync.plan_creates import created_since, lead_create, person_create
 from target_mktdyn_merge.sync.plan_deletes import dynamics_deleted, person_deleted
 from target_mktdyn_merge.sync.plan_lookups import BatchLookups, dynamics_row
+from target_mktdyn_merge.sync.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +79,14 @@ class Planner:
     def run(self) -> Counter[str]:
         """Plan everything; return counts of activities by action."""
         self._collect_qualifications()
+        progress = Progress(logger, "planning", sum(changed_counts(self.store).values()), "changed records")
         for records in self.store.dirty_records(PERSONS_STREAM, self.settings.batch_size):
             self._person_batch(records)
+            progress.advance(len(records))
         for entity in CONTACTS_FIRST:
             for records in self.store.dirty_records(DYNAMICS_STREAM[entity], self.settings.batch_size):
                 self._dynamics_batch(entity, records)
+                progress.advance(len(records))
         return self.counts
 
     def _collect_qualifications(self) -> None:

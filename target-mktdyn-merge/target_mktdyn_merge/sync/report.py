@@ -7,6 +7,7 @@ Written to stderr by the target (stdout belongs to Singer STATE, docs/architectu
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -19,9 +20,9 @@ from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import OWED
 
 
-def _short(value: Any, width: int = 40) -> str:
-    text = "∅" if value is None else (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _text(value: Any) -> str:
+    """A field value in a text table: ∅ for none, JSON for anything not a string (wrapped, never cut)."""
+    return "∅" if value is None else (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
 
 
 def table(headers: list[str], rows: Iterable[list[Any]]) -> str:
@@ -31,6 +32,29 @@ def table(headers: list[str], rows: Iterable[list[Any]]) -> str:
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def wrapped_table(headers: list[str], rows: Iterable[list[str]], wrap: dict[int, int]) -> str:
+    """A plain-text table whose ``wrap`` columns (index → width) continue on the next lines instead of being cut."""
+    lines_of: list[list[list[str]]] = [[[str(h)] for h in headers]]
+    for cells in rows:
+        lines_of.append([_cell_lines(cell, wrap.get(i)) for i, cell in enumerate(cells)])
+    widths = [max(len(line) for row in lines_of for line in row[i]) for i in range(len(headers))]
+    out: list[str] = []
+    for number, row in enumerate(lines_of):
+        for k in range(max(len(cell) for cell in row)):
+            parts = [(cell[k] if k < len(cell) else "").ljust(widths[i]) for i, cell in enumerate(row)]
+            out.append("  ".join(parts).rstrip())
+        if number == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _cell_lines(cell: str, width: int | None) -> list[str]:
+    """A cell's lines: wrapped at ``width`` (words longer than it are broken), or the cell as one line."""
+    if width is None:
+        return [cell]
+    return textwrap.wrap(cell, width, break_long_words=True, break_on_hyphens=False) or [""]
 
 
 def pending_writes(store: Store) -> list[dict[str, Any]]:
@@ -57,6 +81,8 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
     out.write(f"  finished={run.finished_at or '-'}\n")
     if run.mode == "dry_run":
         out.write("DRY RUN: nothing was written to either system; the actions below are what would be done.\n")
+    if run.error:
+        out.write(f"STOPPED: {run.error}\n")
     counts = action_counts(store, run_id)
     out.write(
         "\n"
@@ -67,47 +93,9 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
         )
         + "\n"
     )
-    collisions = list(iter_activities(store, run_id, ["collision"]))
-    if collisions:
-        out.write(f"\nCollisions ({len(collisions)}):\n")
-        rows = []
-        for item in collisions[:max_items]:
-            details = item["details"]
-            for change in item["fields"]:
-                rows.append(
-                    [
-                        item["person_id"],
-                        f"{item['entity']} {item['dynamics_id']}",
-                        change["field"],
-                        # Logged before collisions read as written (old/new were then Marketo/Dynamics).
-                        _short(details["marketo"] if "marketo" in details else change.get("old")),
-                        _short(details["dynamics"] if "dynamics" in details else change.get("new")),
-                        item["winner"],
-                        item["rule"],
-                    ]
-                )
-        out.write(table(["person", "dynamics", "field", "marketo value", "dynamics value", "winner", "rule"], rows))
-        out.write("\n")
-    failures = list(iter_activities(store, run_id, FAILURE_ACTIONS))
-    if failures:
-        out.write(f"\nFailures ({len(failures)}):\n")
-        out.write(
-            table(
-                ["action", "person", "dynamics", "direction", "code", "message"],
-                [
-                    [
-                        f["action"],
-                        f["person_id"],
-                        f"{f['entity'] or ''} {f['dynamics_id'] or ''}".strip(),
-                        f["direction"],
-                        f["error_code"] or "",
-                        _short(f["error_message"], 90),
-                    ]
-                    for f in failures[:max_items]
-                ],
-            )
-        )
-        out.write("\n")
+    _write_collisions(out, list(iter_activities(store, run_id, ["collision"])), max_items)
+    _write_failures(out, list(iter_activities(store, run_id, FAILURE_ACTIONS)), max_items)
+    _write_ambiguous(out, list(iter_activities(store, run_id, ["ambiguous_match"])), max_items)
     pending = pending_writes(store)
     if pending:
         out.write("\nPending writes:\n")
@@ -118,3 +106,64 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
             )
         )
         out.write("\n")
+
+
+def _write_collisions(out: TextIO, collisions: list[dict[str, Any]], max_items: int) -> None:
+    """The collisions: both values, the winner and the rule, one row per field (values wrapped, never cut)."""
+    if not collisions:
+        return
+    out.write(f"\nCollisions ({len(collisions)}):\n")
+    rows = []
+    for item in collisions[:max_items]:
+        details = item["details"]
+        for change in item["fields"]:
+            rows.append(
+                [
+                    str(item["person_id"] or ""),
+                    f"{item['entity']} {item['dynamics_id']}",
+                    change["field"],
+                    # Logged before collisions read as written (old/new were then Marketo/Dynamics).
+                    _text(details["marketo"] if "marketo" in details else change.get("old")),
+                    _text(details["dynamics"] if "dynamics" in details else change.get("new")),
+                    str(item["winner"] or ""),
+                    str(item["rule"] or ""),
+                ]
+            )
+    headers = ["person", "dynamics", "field", "marketo value", "dynamics value", "winner", "rule"]
+    out.write(wrapped_table(headers, rows, {3: 40, 4: 40}) + "\n")
+
+
+def _write_failures(out: TextIO, failures: list[dict[str, Any]], max_items: int) -> None:
+    """The record-level failures with their whole message, wrapped (the issue's ``…at most 50 (MaxL…``)."""
+    if not failures:
+        return
+    out.write(f"\nFailures ({len(failures)}):\n")
+    rows = [
+        [
+            f["action"],
+            str(f["person_id"] or ""),
+            f"{f['entity'] or ''} {f['dynamics_id'] or ''}".strip(),
+            str(f["direction"] or ""),
+            f["error_code"] or "",
+            str(f["error_message"] or f["rule"] or ""),
+        ]
+        for f in failures[:max_items]
+    ]
+    out.write(wrapped_table(["action", "person", "dynamics", "direction", "code", "message"], rows, {5: 90}) + "\n")
+
+
+def _write_ambiguous(out: TextIO, matches: list[dict[str, Any]], max_items: int) -> None:
+    """The ambiguous matches with their candidates: the records an operator has to merge or tell apart."""
+    if not matches:
+        return
+    out.write(f"\nAmbiguous matches ({len(matches)}; none guessed):\n")
+    rows = [
+        [
+            str(m["person_id"] or ""),
+            f"{m['entity'] or ''} {m['dynamics_id'] or ''}".strip(),
+            ", ".join(str(c) for c in m["details"].get("candidates") or []),
+            str(m["rule"] or ""),
+        ]
+        for m in matches[:max_items]
+    ]
+    out.write(wrapped_table(["person", "dynamics", "candidates", "reason"], rows, {2: 60, 3: 60}) + "\n")

@@ -25,9 +25,17 @@ logger = logging.getLogger(__name__)
 
 
 def write_back(
-    context: WriteContext, marketo: MarketoClient, dynamics: DataverseClient, dynamics_batch_size: int
+    context: WriteContext,
+    marketo: MarketoClient,
+    dynamics: DataverseClient,
+    dynamics_batch_size: int,
+    *,
+    creates: bool = True,
 ) -> Counter[str]:
-    """Send what is owed; return counts of the outcomes' activities."""
+    """Send what is owed; return counts of the outcomes' activities.
+
+    ``creates=False`` (``link_only``) sends no create: those writes stay owed for a run that may create.
+    """
     dynamics_writer = DynamicsWriter(dynamics, context, dynamics_batch_size)
     marketo_writer = MarketoWriter(marketo, context)
     started = now_iso()
@@ -45,8 +53,9 @@ def write_back(
                 sent["marketo"],
             )
             return context.outcomes.counts
-        to_dynamics = [e for e in page if e.system == "dynamics" and e.action != "activity"]
-        to_marketo = [e for e in page if e.system == "marketo" and e.action != "activity"]
+        sendable = [e for e in page if e.action != "activity" and (creates or e.action != "create")]
+        to_dynamics = [e for e in sendable if e.system == "dynamics"]
+        to_marketo = [e for e in sendable if e.system == "marketo"]
         dynamics_writer.write(to_dynamics)
         marketo_writer.write(to_marketo)
         sent.update({"dynamics": len(to_dynamics), "marketo": len(to_marketo)})
