@@ -100,18 +100,32 @@ def _plan_and_write(
     )
     if settings.dry_run:
         return counts, 0
-    outcomes = Outcomes(store, run_id, settings_merge_context(plan))
+    written, failures = write_planned(store, settings, plan, marketo, dynamics)
+    counts.update(written)
+    return counts, failures
+
+
+def write_planned(
+    store: Store, settings: MergeSettings, plan: PlanSettings, marketo: MarketoClient, dynamics: DataverseClient
+) -> tuple[Counter[str], int]:
+    """Send every owed write, then post the outcomes to Marketo; the activities by action and the failures.
+
+    The batch run and the real-time path (``sync/person_sync.py``) both end with this, so a write is validated,
+    sent, confirmed and logged one way whoever planned it.
+    """
+    metadata = plan.metadata
+    outcomes = Outcomes(store, plan.run_id, settings_merge_context(plan))
     context = WriteContext(
         store,
-        run_id,
+        plan.run_id,
         settings_merge_context(plan),
         outcomes,
         DynamicsValidator(metadata.dynamics_attributes, settings.enforce_required_levels),
         MarketoValidator(metadata.marketo_fields),
     )
-    counts.update(write_back(context, marketo, dynamics, settings.dynamics_batch_size))
+    counts = write_back(context, marketo, dynamics, settings.dynamics_batch_size)
     if settings.marketo_activity_type:
-        counts["posted_to_marketo"] += post_activities(store, run_id, marketo, settings.marketo_activity_type)
+        counts["posted_to_marketo"] += post_activities(store, plan.run_id, marketo, settings.marketo_activity_type)
     return counts, outcomes.failures()
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,11 +32,13 @@ from target_mktdyn_merge.core.matching import DynamicsRow, ExistingLink, PersonR
 from target_mktdyn_merge.core.metadata import SyncMetadata
 from target_mktdyn_merge.core.pair_merge import MergeContext, decision_activities, kept_differences, merge, merge_writes
 from target_mktdyn_merge.core.policies import (
+    SYNC_PERSON_EXISTS,
     SubjectTemplateError,
     SyncPolicy,
     asked_for_dynamics_lead,
     decide_create_in_dynamics,
     decide_create_in_marketo,
+    decide_requested_create,
     lead_create_payload,
     person_create_payload,
 )
@@ -200,6 +202,10 @@ class Planner:
         #: persons that existed by then are the initial sync's and keep docs/architecture.md §4's rule, even
         #: when they are made in a later run (an initial sync cut short, a person staged late).
         self.initial_sync_started = _first_merge_started(store, settings.run_id)
+        #: Real-time "Sync Person to Microsoft" (:meth:`run_persons`): create when missing, else only link.
+        self.requested = False
+        #: Persons only linked by such a request: their staged version is left for the next batch to merge.
+        self.linked_only: set[str] = set()
 
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> Counter[str]:
@@ -210,6 +216,21 @@ class Planner:
         for entity in ENTITIES:
             for records in self.store.dirty_records(DYNAMICS_STREAM[entity], self.settings.batch_size):
                 self._dynamics_batch(entity, records)
+        return self.counts
+
+    def run_persons(self, person_ids: Sequence[str], *, requested: bool) -> Counter[str]:
+        """Plan only these persons, changed or not (the real-time path, ``sync/person_sync.py``).
+
+        ``requested``: Marketo's "Sync Person to Microsoft" asked for them: a person with no lead or contact gets
+        one whatever ``create_in_dynamics`` says, and one whose lead or contact exists is linked and nothing more
+        (no merge, so neither record changes; its staged version stays unmerged, so the next batch run merges
+        the pair by the create path's rules). Without it, each person is merged exactly as a batch run would.
+        """
+        self.requested = requested
+        self._collect_qualifications()
+        records = sorted(self.store.staged_records(PERSONS, person_ids).values(), key=lambda r: r.record_id)
+        for start in range(0, len(records), self.settings.batch_size):
+            self._person_batch(records[start : start + self.settings.batch_size])
         return self.counts
 
     def _collect_qualifications(self) -> None:
@@ -234,7 +255,8 @@ class Planner:
                 self._person_deleted(record, pairs.get(record.record_id), batch)
             else:
                 self._person(record, pairs.get(record.record_id), batch)
-            batch.mark(record)
+            if record.record_id not in self.linked_only:
+                batch.mark(record)
         self._commit(batch)
 
     def _dynamics_batch(self, entity: Entity, records: list[StagedRecord]) -> None:
@@ -403,6 +425,9 @@ class Planner:
                     )
                 )
             self.run_links[(pair.entity, pair.dynamics_id)] = person.record_id
+            if self.requested:
+                self._link_only(person, pair, batch)
+                return
             row = self.lookups.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
             if row is None or row.deleted:
                 return
@@ -436,13 +461,31 @@ class Planner:
                 )
             )
             return
-        decision = decide_create_in_dynamics(person.fields, result, self.settings.policy)
+        if self.requested:
+            decision = decide_requested_create(result)
+        else:
+            decision = decide_create_in_dynamics(person.fields, result, self.settings.policy)
         if not decision.create:
             batch.activities.append(
                 Activity("skipped", person.record_id, "lead", None, "to_dynamics", rule=decision.reason)
             )
             return
         self._plan_lead_create(person, batch, decision.reason)
+
+    def _link_only(self, person: StagedRecord, pair: Pair, batch: _Batch) -> None:
+        """Sync Person to Microsoft on a person whose lead or contact exists: keep the link, change nothing."""
+        self.linked_only.add(person.record_id)
+        batch.pairs_to_save[person.record_id] = pair
+        batch.activities.append(
+            Activity(
+                "unchanged",
+                person.record_id,
+                pair.entity,
+                pair.dynamics_id,
+                "none",
+                rule=SYNC_PERSON_EXISTS.format(entity=pair.entity),
+            )
+        )
 
     def _plan_lead_create(self, person: StagedRecord, batch: _Batch, reason: str) -> None:
         settings = self.settings
