@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from mktdyn_sandbox.sandbox import Sandbox, SandboxOptions
@@ -10,7 +11,7 @@ from mktdyn_sandbox.sandbox import Sandbox, SandboxOptions
 from tests.realtime.harness import Realtime
 
 #: A small world: the real-time tests create their own persons and leads; the seed only has to exist.
-SEED = {"persons": 12, "dynamics_only": 4, "overlap": 0.5, "seed": 19}
+SEED: dict[str, Any] = {"persons": 12, "dynamics_only": 4, "overlap": 0.5, "seed": 19}
 
 
 @pytest.fixture(scope="module")
