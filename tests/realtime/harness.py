@@ -84,6 +84,7 @@ class Realtime:
             "store_url": self.store_url,
             "serve_secret": SECRET,
             "serve_answer_wait_seconds": 20,
+            "marketo_activity_type": "mktdynSync",
             **self.config,
         }
         self.admin = SandboxAdmin(self.info)
@@ -184,8 +185,8 @@ class Realtime:
         finally:
             store.close()
 
-    def queued(self) -> list[dict[str, Any]]:
-        """Rows of the request queue."""
+    def queued(self, person_id: int | None = None) -> list[dict[str, Any]]:
+        """Rows of the request queue (of one person)."""
         import sqlalchemy as sa
         from target_mktdyn_merge.store import schema as tables
 
@@ -193,6 +194,7 @@ class Realtime:
         try:
             with store.transaction() as connection:
                 rows = connection.execute(sa.select(tables.realtime_requests)).all()
-            return [dict(row._mapping) for row in rows]
+            found = [dict(row._mapping) for row in rows]
+            return [r for r in found if person_id is None or r["person_id"] == str(person_id)]
         finally:
             store.close()
