@@ -185,6 +185,15 @@ class Realtime:
         finally:
             store.close()
 
+    def run_mode(self, run_id: str) -> str:
+        """The mode of a run of the store (``merge``, ``realtime``, ...)."""
+        store = Store(self.store_url)
+        try:
+            [run] = [r for r in store.runs(1000) if r["run_id"] == run_id]
+            return str(run["mode"])
+        finally:
+            store.close()
+
     def queued(self, person_id: int | None = None) -> list[dict[str, Any]]:
         """Rows of the request queue (of one person)."""
         import sqlalchemy as sa

@@ -45,7 +45,7 @@ HTTP_STATUS = {
     "not_linked": 200,
     "not_found": 404,
     "ambiguous": 409,
-    "skipped": 409,
+    "skipped": 200,
     "failed": 422,
 }
 
