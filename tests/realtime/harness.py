@@ -173,6 +173,11 @@ class Realtime:
     def leads_with(self, email: str) -> list[dict[str, Any]]:
         return self.dynamics.find_by_email("leads", email, ["leadid", "lastname", "subject", "modifiedon"])
 
+    def lead(self, lead_id: str) -> dict[str, Any]:
+        row = self.dynamics.get("leads", lead_id, ["leadid", "jobtitle", "telephone1", "lastname", "subject"])
+        assert row is not None
+        return row
+
     def person(self, person_id: int) -> dict[str, Any]:
         record = self.admin.marketo.record("person", person_id)
         assert record is not None

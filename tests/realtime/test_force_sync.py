@@ -20,7 +20,7 @@ def test_one_person_is_merged_both_ways_now_by_the_batch_rules(realtime: Realtim
     result = realtime.mktdyn("sync", "--person", str(person), config=config)
     answer = json.loads(result.stdout)
     assert (answer["status"], answer["dynamicsLeadId"], answer["dryRun"]) == ("synced", lead_id, False)
-    assert realtime.dynamics.get("leads", lead_id, ["jobtitle"])["jobtitle"] == "Research mathematician"
+    assert realtime.lead(lead_id)["jobtitle"] == "Research mathematician"
     assert realtime.person(person)["phone"] == "+1 555 0100"
     # The endpoint does the same for the next edit, behind the same secret.
     realtime.admin.marketo.edit("person", person, {"title": "Flight engineer"})
@@ -28,7 +28,7 @@ def test_one_person_is_merged_both_ways_now_by_the_batch_rules(realtime: Realtim
     assert requests.post(url, json={"personId": person}, timeout=30).status_code == 401
     synced = requests.post(url, json={"personId": person}, headers={HEADER: SECRET}, timeout=30)
     assert (synced.status_code, synced.json()["status"]) == (200, "synced")
-    assert realtime.dynamics.get("leads", lead_id, ["jobtitle"])["jobtitle"] == "Flight engineer"
+    assert realtime.lead(lead_id)["jobtitle"] == "Flight engineer"
     updated = [a for a in realtime.activities(person) if a["action"] == "updated"]
     assert {a["direction"] for a in updated} == {"to_dynamics", "to_marketo"}
     verify = realtime.mktdyn("verify", "--person", str(person), config=config, check=False)
