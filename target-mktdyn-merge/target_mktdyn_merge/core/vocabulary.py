@@ -16,6 +16,10 @@ SIDES: tuple[Side, ...] = get_args(Side)
 Entity = Literal["lead", "contact"]
 """The Dynamics table a Marketo person is paired with."""
 ENTITIES: tuple[Entity, ...] = get_args(Entity)
+#: The order planning takes the Dynamics entities in: contacts first. A contact is what a qualified lead
+#: became, so the planning passes, prefetches and candidate lists read contacts before leads and every run
+#: meets the same records in the same order.
+CONTACTS_FIRST: tuple[Entity, Entity] = ("contact", "lead")
 
 ENTITY_AUTHORITY: dict[str, Side] = {"lead": "marketo", "contact": "dynamics"}
 """Who wins a collision by default: marketing owns prospects (leads), sales owns customers (contacts)."""

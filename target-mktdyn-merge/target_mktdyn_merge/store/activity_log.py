@@ -97,3 +97,21 @@ def action_counts(store: Store, run_id: str) -> dict[tuple[str, str], int]:
     for action, direction, count in rows:
         counts[(action, direction or "-")] += count
     return dict(counts)
+
+
+def create_found_existing(connection: sa.Connection, person_id: str) -> bool:
+    """Whether a real run planned this person's lead and found one already there (the create path proper).
+
+    That is "Sync Person to Microsoft" on an existing lead even during the initial sync: the lead appeared
+    between extraction and write-back, the create was not sent (``skipped``), and the next run links it.
+    """
+    log = tables.activity_log
+    rows = connection.execute(
+        sa.select(log.c.details).where(
+            log.c.person_id == person_id,
+            log.c.action == "skipped",
+            log.c.direction == "to_dynamics",
+            log.c.dry_run.is_(False),
+        )
+    ).scalars()
+    return any(json.loads(str(details) or "{}").get("planned") == "create" for details in rows)

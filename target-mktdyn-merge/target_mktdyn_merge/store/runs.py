@@ -124,3 +124,22 @@ def record_confirmed_write(connection: sa.Connection, stream: str, record_id: st
     )
     if not updated.rowcount:
         connection.execute(sa.insert(table).values(source=stream, record_id=record_id, confirmed_at=now))
+
+
+def first_merge_started(connection: sa.Connection, run_id: str) -> str | None:
+    """When the first real merge run other than ``run_id`` that succeeded started (None: none has)."""
+    runs = tables.runs
+    started = connection.execute(
+        sa.select(sa.func.min(runs.c.started_at)).where(
+            runs.c.mode == "merge", runs.c.status == "succeeded", runs.c.run_id != run_id
+        )
+    ).scalar()
+    return str(started) if started is not None else None
+
+
+def merge_run_number(connection: sa.Connection) -> int:
+    """How many merge runs the store has seen (the ping-pong guard's clock)."""
+    value = connection.execute(
+        sa.select(sa.func.count()).select_from(tables.runs).where(tables.runs.c.mode.in_(["merge", "dry_run"]))
+    ).scalar()
+    return int(value or 0)

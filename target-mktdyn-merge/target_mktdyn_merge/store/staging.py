@@ -300,6 +300,31 @@ class Staging(RunLog):
         return counts
 
 
+def mark_merged(connection: sa.Connection, merged: Mapping[str, Iterable[StagedRecord]]) -> None:
+    """Record that the merge has seen these versions (by source): a record is dirty again only when it changes.
+
+    The update matches the version planned (``changed_seq``), so a record restaged while a batch was planned
+    stays dirty for the next run. One executemany, not a statement per record.
+    """
+    staged = tables.staged
+    marks = [
+        {"b_source": source, "b_record_id": r.record_id, "b_changed_seq": r.changed_seq}
+        for source, records in merged.items()
+        for r in records
+    ]
+    if marks:
+        connection.execute(
+            sa.update(staged)
+            .where(
+                staged.c.source == sa.bindparam("b_source"),
+                staged.c.record_id == sa.bindparam("b_record_id"),
+                staged.c.changed_seq == sa.bindparam("b_changed_seq"),
+            )
+            .values(merged_seq=sa.bindparam("b_changed_seq")),
+            marks,
+        )
+
+
 #: A record's newest version in a batch: (source timestamp, fields, deleted_at).
 _Version = tuple[str, dict[str, Any], str | None]
 

@@ -17,6 +17,7 @@ from target_mktdyn_merge.core.fieldmap import FieldMap
 from target_mktdyn_merge.core.values import dumps
 from target_mktdyn_merge.core.vocabulary import Entity
 from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.connection import CHUNK
 
 
 def fingerprint(field_map: FieldMap, entity: Entity, system: str, fields: Mapping[str, Any]) -> str:
@@ -58,3 +59,19 @@ def still_buried(connection: sa.Connection, system: str, entity: str, record_id:
         return str(row.deleted_at)
     connection.execute(sa.delete(table).where(*key))
     return None
+
+
+def buried_among(connection: sa.Connection, record_ids: list[str]) -> set[tuple[str, str, str]]:
+    """The (system, entity, id) of those of ``record_ids`` (of either system) that have a tombstone.
+
+    One query per ``CHUNK`` ids, so a planning batch learns which of its records need the full fingerprint
+    comparison (``still_buried``) without a query per record.
+    """
+    table = tables.tombstones
+    found: set[tuple[str, str, str]] = set()
+    for start in range(0, len(record_ids), CHUNK):
+        query = sa.select(table.c.survivor_system, table.c.survivor_entity, table.c.survivor_id).where(
+            table.c.survivor_id.in_(record_ids[start : start + CHUNK])
+        )
+        found.update((str(a), str(b), str(c)) for a, b, c in connection.execute(query))
+    return found

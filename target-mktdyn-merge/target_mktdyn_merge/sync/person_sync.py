@@ -33,7 +33,8 @@ from target_mktdyn_merge.sync.engine import write_planned
 from target_mktdyn_merge.sync.freshness import refresh_stale
 from target_mktdyn_merge.sync.merge_settings import MergeSettings
 from target_mktdyn_merge.sync.person_reads import ReadScope, stage_candidates, stage_persons
-from target_mktdyn_merge.sync.planner import Planner, PlanSettings, merge_run_number
+from target_mktdyn_merge.sync.plan_requested import PersonsPlanner
+from target_mktdyn_merge.sync.planner import PlanSettings, merge_run_number
 
 #: HTTP status of each outcome: a 2xx lets Marketo's response mappings store the Dynamics id; anything the
 #: admin must look at is not a 2xx, so Marketo logs the call as failed on the person.
@@ -111,7 +112,7 @@ class PersonSync:
             metadata=self.metadata,
             sync_filter_field=self.settings.sync_filter_field,
         )
-        Planner(self.store, plan).run_persons(sorted(present), requested=kind == "sync_person")
+        PersonsPlanner(self.store, plan, requested=kind == "sync_person").run_persons(sorted(present))
         if not dry_run:
             write_planned(self.store, replace(self.settings, dry_run=False), plan, self.marketo, self.dynamics)
         found = answers(self.store, run_id, kind, sorted(present), dry_run)
