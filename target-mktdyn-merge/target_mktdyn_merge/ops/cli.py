@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -24,7 +23,6 @@ from mktdyn_common.redact import redact
 from target_mktdyn_merge.core.activity import Activity
 from target_mktdyn_merge.core.baseline import clear_field
 from target_mktdyn_merge.core.values import now_iso
-from target_mktdyn_merge.core.vocabulary import RequestKind
 from target_mktdyn_merge.ops.project_config import config_source, resolved_store_url, store_url
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.activity_log import iter_activities, record_activities
@@ -33,8 +31,6 @@ from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
 from target_mktdyn_merge.store.pairs import all_pairs, delete_pair, mark_pair_dirty, pairs_by_person, save_pairs
 from target_mktdyn_merge.store.runs import new_run_id
 from target_mktdyn_merge.sync.report import pending_writes, render_report, table
-
-_LOG = logging.getLogger("mktdyn")
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -267,39 +263,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if result.drift else 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the Marketo webhook (the real-time path) until SIGTERM/SIGINT."""
-    from target_mktdyn_merge.ops.serve import serve
-    from target_mktdyn_merge.ops.serve_settings import ServeSettings
-
-    settings = ServeSettings.from_config(_config(args))
-    store = _store(args)
-    sys.stderr.write(f"mktdyn serve: store {store.safe_url}, listening on http://{args.host}:{args.port}\n")
-    serve(store, settings, args.host, args.port)
-    return 0
-
-
-def cmd_sync(args: argparse.Namespace) -> int:
-    """Sync one person now, by the batch's rules, and print the answer as JSON (exit 1 unless it is a 2xx)."""
-    from target_mktdyn_merge.ops.realtime_worker import Clients, run_once
-    from target_mktdyn_merge.plugin.settings import merge_settings
-
-    settings = merge_settings(_config(args))
-    store = _store(args)
-    kind: RequestKind = "sync_person" if args.create_only else "full_sync"
-    clients = Clients(settings)
-    try:
-        with _write_lock(store, args):
-            found = run_once(
-                store, clients.sync(store, _LOG), kind, [str(args.person)], args.dry_run or settings.dry_run
-            )
-    finally:
-        clients.close()
-    answer = found[str(args.person)]
-    sys.stdout.write(json.dumps(answer.to_json(), ensure_ascii=False) + "\n")
-    return 0 if answer.http_status < 300 else 1
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``mktdyn`` command line."""
     parser = argparse.ArgumentParser(
@@ -358,32 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
         "otherwise the MKTDYN_* environment variables)",
     )
     verify.set_defaults(func=cmd_verify)
-    _realtime_commands(commands)
+    from target_mktdyn_merge.ops.realtime_cli import add_realtime_commands
+
+    add_realtime_commands(commands)
     return parser
-
-
-def _realtime_commands(commands: Any) -> None:
-    """``serve`` and ``sync --person`` (the real-time path, docs/architecture.md §10)."""
-    config_help = (
-        "the target's config JSON (default: under Meltano, the target's resolved configuration; otherwise the "
-        "MKTDYN_* environment variables)"
-    )
-    serve = commands.add_parser("serve", help="serve the Marketo webhook (Sync Person to Microsoft in real time)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, behind a proxy)")
-    serve.add_argument("--port", type=int, default=8787, help="port to listen on (default: 8787)")
-    serve.add_argument("--config", help=config_help)
-    serve.set_defaults(func=cmd_serve)
-    sync = commands.add_parser("sync", help="sync one person now: a two-way merge by the batch's rules")
-    sync.add_argument("--person", required=True, help="Marketo person id")
-    sync.add_argument("--dry-run", action="store_true", help="decide and log, write nothing to either system")
-    sync.add_argument(
-        "--create-only",
-        action="store_true",
-        help="what the webhook does instead: create a missing lead, otherwise only link (Sync Person to Microsoft)",
-    )
-    sync.add_argument("--wait", type=float, default=60, help="seconds to wait for a running sync (default: 60)")
-    sync.add_argument("--config", help=config_help)
-    sync.set_defaults(func=cmd_sync)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

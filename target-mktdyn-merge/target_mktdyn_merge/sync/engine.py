@@ -106,7 +106,12 @@ def _plan_and_write(
 
 
 def write_planned(
-    store: Store, settings: MergeSettings, plan: PlanSettings, marketo: MarketoClient, dynamics: DataverseClient
+    store: Store,
+    settings: MergeSettings,
+    plan: PlanSettings,
+    marketo: MarketoClient,
+    dynamics: DataverseClient,
+    emails_just_read: frozenset[str] = frozenset(),
 ) -> tuple[Counter[str], int]:
     """Send every owed write, then post the outcomes to Marketo; the activities by action and the failures.
 
@@ -122,6 +127,7 @@ def write_planned(
         outcomes,
         DynamicsValidator(metadata.dynamics_attributes, settings.enforce_required_levels),
         MarketoValidator(metadata.marketo_fields),
+        emails_just_read,
     )
     counts = write_back(context, marketo, dynamics, settings.dynamics_batch_size)
     if settings.marketo_activity_type:

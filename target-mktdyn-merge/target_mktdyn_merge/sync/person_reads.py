@@ -56,18 +56,17 @@ def stage_persons(
 
 def stage_candidates(
     store: Store, run_id: str, person_ids: Iterable[str], scope: ReadScope, dynamics: DataverseClient
-) -> int:
+) -> frozenset[str]:
     """Read the leads and contacts these (staged) persons could match or are linked to, and stage them.
 
-    Returns how many rows were read. Emails are looked up as Dataverse compares them (case-insensitively);
-    the planner then matches by the normalized email as it always does.
+    Returns the normalized emails looked up in both tables. Emails are looked up as Dataverse compares them
+    (case-insensitively); the planner then matches by the normalized email as it always does.
     """
     ids = list(person_ids)
     persons = store.staged_records(PERSONS_STREAM, ids)
     emails = sorted({e for p in persons.values() if (e := normalize_email(p.fields.get("email"))) is not None})
     with store.transaction() as connection:
         linked = pairs_by_person(connection, ids)
-    read = 0
     for entity in ENTITIES:
         stream = DYNAMICS_STREAM[entity]
         key = STREAMS[stream].key
@@ -79,8 +78,7 @@ def stage_candidates(
             rows += list(dynamics.find_by_ids(ENTITY_SET[entity], key, pair_ids, select))
         if rows:
             store.stage(stream, as_staged_rows(rows, select), run_id)
-        read += len(rows)
-    return read
+    return frozenset(emails)
 
 
 def _person_fields(store: Store, scope: ReadScope) -> list[str]:

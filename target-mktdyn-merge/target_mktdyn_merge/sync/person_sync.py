@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from tap_dynamics_leads.client import DataverseClient
@@ -102,7 +102,7 @@ class PersonSync:
         if not dry_run:
             refresh_stale(self.store, run_id, self.marketo, self.dynamics, self.logger)
         present = stage_persons(self.store, run_id, wanted, scope, self.marketo)
-        stage_candidates(self.store, run_id, sorted(present), scope, self.dynamics)
+        looked_up = stage_candidates(self.store, run_id, sorted(present), scope, self.dynamics)
         plan = PlanSettings(
             run_id=run_id,
             run_number=merge_run_number(self.store),
@@ -114,7 +114,7 @@ class PersonSync:
         )
         PersonsPlanner(self.store, plan, requested=kind == "sync_person").run_persons(sorted(present))
         if not dry_run:
-            write_planned(self.store, replace(self.settings, dry_run=False), plan, self.marketo, self.dynamics)
+            write_planned(self.store, self.settings, plan, self.marketo, self.dynamics, looked_up)
         found = answers(self.store, run_id, kind, sorted(present), dry_run)
         missing = {
             person_id: PersonAnswer(
