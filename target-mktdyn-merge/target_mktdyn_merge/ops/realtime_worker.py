@@ -41,8 +41,10 @@ POLL_SECONDS = 2.0
 RETRY_SECONDS = 5.0
 #: The systems' metadata is read again after this long (a column added in Dynamics is seen without a restart).
 METADATA_SECONDS = 600.0
-#: A short pause after a wake-up, so requests arriving together are taken together.
+#: How often the queue is looked at while a burst is still arriving (a single trigger waits this twice).
 COALESCE_SECONDS = 0.05
+#: The longest a burst is let to accumulate before a pass starts anyway.
+GATHER_MAX_SECONDS = 1.0
 
 Answer = tuple[int, dict[str, Any]]
 """An HTTP status and the JSON body answering one request."""
@@ -186,9 +188,8 @@ class RealtimeWorker:
         while not self._stop.is_set():
             self._wake.wait(POLL_SECONDS)
             self._wake.clear()
-            self._stop.wait(COALESCE_SECONDS)
             try:
-                while not self._stop.is_set() and self.drain_once():
+                while not self._stop.is_set() and self._gather() and self.drain_once():
                     pass
                 self.last_error = None
             except MktdynError as exc:  # an API, configuration or store error: the requests stay queued
@@ -196,6 +197,22 @@ class RealtimeWorker:
                 self.logger.error("real-time pass failed, retrying in %g s: %s", RETRY_SECONDS, exc)
                 self.clients.close()
                 self._stop.wait(RETRY_SECONDS)
+
+    def _gather(self) -> bool:
+        """Let a burst accumulate: wait while the queue still grows (up to a full batch or GATHER_MAX_SECONDS).
+
+        One ``leads.json`` read and one ``$batch`` serve a whole pass, so a burst taken in passes of 300 costs a
+        fraction of the calls of passes of a few; a lone trigger waits only two looks at the queue (0.1 s).
+        Returns False when the service is stopping.
+        """
+        deadline = time.monotonic() + GATHER_MAX_SECONDS
+        seen = -1
+        while not self._stop.wait(COALESCE_SECONDS):
+            waiting = queued_count(self.store)
+            if waiting == seen or waiting >= self.batch_size or time.monotonic() >= deadline:
+                return True
+            seen = waiting
+        return False
 
     def drain_once(self) -> bool:
         """Take and process one batch of queued requests; False when the queue was empty.

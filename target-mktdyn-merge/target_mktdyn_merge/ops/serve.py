@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import uvicorn
+from mktdyn_common.redact import protect_secrets, redact
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -155,7 +156,7 @@ class Service:
         if waiting >= self.settings.queue_limit:
             problems.append(f"the queue is full ({waiting})")
         if self.worker.last_error:
-            problems.append(f"the last pass failed: {self.worker.last_error}")
+            problems.append(f"the last pass failed: {redact(self.worker.last_error)}")
         body = {"status": "ready" if not problems else "not ready", "queued": waiting, "problems": problems}
         return JSONResponse(body, status_code=200 if not problems else 503)
 
@@ -191,5 +192,6 @@ def build_app(store: Store, settings: ServeSettings) -> tuple[Starlette, Realtim
 def serve(store: Store, settings: ServeSettings, host: str, port: int) -> None:
     """Run the service until SIGTERM/SIGINT (uvicorn's graceful shutdown, then the worker's pass ends)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    protect_secrets(settings.secrets())  # on the handler just made: every line of the service is masked
     app, _ = build_app(store, settings)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, proxy_headers=True)

@@ -36,6 +36,12 @@ class ServeSettings:
     def __repr__(self) -> str:  # the secret never reaches a log or a traceback
         return f"ServeSettings(secret_header={self.secret_header!r}, queue_limit={self.queue_limit})"
 
+    def secrets(self) -> tuple[str | None, ...]:
+        """Every secret the service holds, to mask in its log lines (docs/architecture.md invariant 1)."""
+        connections = self.merge.connections
+        names = ("marketo_client_secret", "dynamics_client_secret", "dynamics_password")
+        return (self.secret, *(str(connections[n]) if connections.get(n) else None for n in names))
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ServeSettings:
         """Check and type the serve settings of ``config``.
