@@ -74,12 +74,13 @@ def wait_until_the_lock_is_taken(store_url: str, seconds: float) -> None:
 
 
 def test_a_kill_with_requests_queued_loses_none_and_a_full_queue_answers_503(realtime: Realtime) -> None:
-    persons = [realtime.new_person(f"queued.{n}@example.com") for n in range(3)]
-    store = Store(realtime.store_url)
-    serve = realtime.serve(serve_queue_limit=3, serve_answer_wait_seconds=0.5)
-    realtime.define_webhook(serve, name="Queued")
+    world = Realtime(realtime.info, realtime.workdir / "kill")  # its own store: only the restarted process serves it
+    persons = [world.new_person(f"queued.{n}@example.com") for n in range(3)]
+    store = Store(world.store_url)
+    serve = world.serve(serve_queue_limit=3, serve_answer_wait_seconds=0.5)
+    world.define_webhook(serve, name="Queued")
     with write_lock(store, wait=False, timeout_seconds=0):  # a long batch run holds the store: nothing is processed
-        outcomes = realtime.trigger(persons, name="Queued", concurrency=3)
+        outcomes = world.trigger(persons, name="Queued", concurrency=3)
         assert [o["status"] for o in outcomes] == [202] * 3
         full = requests.post(
             f"{serve.url}/webhook/sync-person", json={"personId": persons[0]}, headers={HEADER: SECRET}
@@ -87,16 +88,16 @@ def test_a_kill_with_requests_queued_loses_none_and_a_full_queue_answers_503(rea
         assert (full.status_code, full.headers["Retry-After"]) == (503, "30")
         assert "serve_queue_limit" in full.json()["error"]
         assert requests.get(f"{serve.url}/readyz", timeout=10).status_code == 503
-        assert sorted(r["status"] for r in realtime.queued() if r["person_id"] in map(str, persons)) == ["queued"] * 3
+        assert sorted(r["status"] for r in world.queued() if r["person_id"] in map(str, persons)) == ["queued"] * 3
         serve.kill()
     store.close()
-    restarted = realtime.serve()
+    restarted = world.serve()
     deadline = time.monotonic() + 60
-    while any(r["status"] == "queued" for r in realtime.queued()) and time.monotonic() < deadline:
+    while any(r["status"] == "queued" for r in world.queued()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    rows = {r["person_id"]: r for r in realtime.queued() if r["person_id"] in map(str, persons)}
+    rows = {r["person_id"]: r for r in world.queued() if r["person_id"] in map(str, persons)}
     assert sorted(r["status"] for r in rows.values()) == ["done"] * 3, restarted.log.read_text()[-3000:]
     for n, person in enumerate(persons):
-        [lead] = realtime.leads_with(f"queued.{n}@example.com")
+        [lead] = world.leads_with(f"queued.{n}@example.com")
         assert '"dynamicsLeadId": "' + lead["leadid"] + '"' in rows[str(person)]["result"]
-    restarted.stop()
+    world.close()
