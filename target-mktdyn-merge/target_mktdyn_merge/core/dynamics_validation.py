@@ -227,28 +227,10 @@ class DynamicsValidator:
         value = payload.get(key)
         attribute = compiled.columns.get(key)
         shown = _shorten(value)
-        if keyword == "type" and _is_single_choice(attribute) and value is not None and not isinstance(value, bool):
-            # An option-set column given text (an unmapped label) or a fraction: what the user must hear is
-            # that it is not one of the column's options, and which ones there are, not its JSON type.
-            assert attribute is not None
-            yield Violation(key, "option_value", _not_an_option(attribute, key, shown))
-        elif keyword == "type":
-            expected = error.validator_value
-            kinds = [expected] if isinstance(expected, str) else list(expected)
-            if attribute is not None and attribute.attribute_type == "Boolean":
-                wanted = "true or false"
-            else:
-                wanted = " or ".join(_KIND_WORDS.get(k, k) for k in kinds)
-            yield Violation(key, "type", f"{key}: expected {wanted}, got {shown} ({_json_kind(value)})")
+        if keyword == "type":
+            yield _type_violation(key, value, attribute, error)
         elif keyword == "maxLength":
-            text = str(error.instance)
-            units = text_length(text)
-            counted = f"{units} characters"
-            if units != len(text):
-                counted = f"{len(text)} characters ({units} UTF-16 units)"
-            yield Violation(
-                key, "max_length", f"{key}: {counted}, Dynamics allows at most {error.validator_value} (MaxLength)"
-            )
+            yield _length_violation(key, error)
         elif keyword in ("minimum", "maximum"):
             word, source = (
                 ("below the minimum", "MinValue") if keyword == "minimum" else ("above the maximum", "MaxValue")
@@ -364,3 +346,32 @@ def _option(options: Sequence[OptionValue], value: Any) -> OptionValue | None:
     if not _is_integer(value):
         return None
     return next((option for option in options if option.value == value), None)
+
+
+def _type_violation(key: str, value: Any, attribute: AttributeMetadata | None, error: ValidationError) -> Violation:
+    """A value of the wrong JSON type, said in the column's own terms."""
+    shown = _shorten(value)
+    if _is_single_choice(attribute) and value is not None and not isinstance(value, bool):
+        # An option-set column given text (an unmapped label) or a fraction: what the user must hear is
+        # that it is not one of the column's options, and which ones there are, not its JSON type.
+        assert attribute is not None
+        return Violation(key, "option_value", _not_an_option(attribute, key, shown))
+    expected = error.validator_value
+    kinds = [expected] if isinstance(expected, str) else list(expected)
+    if attribute is not None and attribute.attribute_type == "Boolean":
+        wanted = "true or false"
+    else:
+        wanted = " or ".join(_KIND_WORDS.get(k, k) for k in kinds)
+    return Violation(key, "type", f"{key}: expected {wanted}, got {shown} ({_json_kind(value)})")
+
+
+def _length_violation(key: str, error: ValidationError) -> Violation:
+    """Text over the column's MaxLength, counted as Dataverse counts (UTF-16 units) when that differs."""
+    text = str(error.instance)
+    units = text_length(text)
+    counted = f"{units} characters"
+    if units != len(text):
+        counted = f"{len(text)} characters ({units} UTF-16 units)"
+    return Violation(
+        key, "max_length", f"{key}: {counted}, Dynamics allows at most {error.validator_value} (MaxLength)"
+    )

@@ -74,9 +74,9 @@ def _connection_properties(system: str, tap_schema: dict[str, Any]) -> list[th.P
     return properties
 
 
-def build_config_schema() -> dict[str, Any]:
-    """The full settings schema of target-mktdyn-merge."""
-    return th.PropertiesList(
+def _run_properties() -> list[th.Property[Any]]:
+    """Where the store is, what a run does (stage or merge, dry run) and how it waits for the lock."""
+    return [
         th.Property(
             "store_url",
             th.StringType,
@@ -118,8 +118,12 @@ def build_config_schema() -> dict[str, Any]:
             description="How long a run waits for another run's write lock (when lock_wait is true) "
             "before it exits non-zero, having written nothing.",
         ),
-        *_connection_properties("marketo", TapMarketoLeads.config_jsonschema),
-        *_connection_properties("dynamics", TapDynamicsLeads.config_jsonschema),
+    ]
+
+
+def _policy_properties() -> list[th.Property[Any]]:
+    """What is synced and how: the field map, creates, deletes (defaults are the policy's own)."""
+    return [
         th.Property(
             "field_map",
             th.ObjectType(additional_properties=True),
@@ -187,6 +191,12 @@ def build_config_schema() -> dict[str, Any]:
             title=DOCS["delete_flag_field_dynamics"][0],
             description=DOCS["delete_flag_field_dynamics"][1],
         ),
+    ]
+
+
+def _limit_properties() -> list[th.Property[Any]]:
+    """What a run filters, enforces and tolerates, and how it batches its writes."""
+    return [
         th.Property(
             "sync_filter_field",
             th.StringType,
@@ -242,8 +252,7 @@ def build_config_schema() -> dict[str, Any]:
             title="Dataverse $batch size",
             description="Operations per Dataverse $batch request (at most 1000).",
         ),
-        *_serve_properties(),
-    ).to_dict()
+    ]
 
 
 def _serve_properties() -> list[th.Property[Any]]:
@@ -290,6 +299,18 @@ def _serve_properties() -> list[th.Property[Any]]:
             "and one Dataverse $batch for all of them; 300 is one Marketo call).",
         ),
     ]
+
+
+def build_config_schema() -> dict[str, Any]:
+    """The full settings schema of target-mktdyn-merge."""
+    return th.PropertiesList(
+        *_run_properties(),
+        *_connection_properties("marketo", TapMarketoLeads.config_jsonschema),
+        *_connection_properties("dynamics", TapDynamicsLeads.config_jsonschema),
+        *_policy_properties(),
+        *_limit_properties(),
+        *_serve_properties(),
+    ).to_dict()
 
 
 #: The settings schema, built once (the Target's config_jsonschema; ``mktdyn check`` validates against it).
