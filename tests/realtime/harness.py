@@ -75,10 +75,11 @@ class Realtime:
     workdir: Path
     config: dict[str, Any] = field(default_factory=dict)
     served: list[Serve] = field(default_factory=list)
+    store_url: str = ""  # empty: a SQLite file in the work directory
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.store_url = f"sqlite:///{self.workdir / 'store.db'}"
+        self.store_url = self.store_url or f"sqlite:///{self.workdir / 'store.db'}"
         self.config = {
             **target_connections(self.info),
             "store_url": self.store_url,

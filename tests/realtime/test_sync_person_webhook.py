@@ -5,9 +5,12 @@ Each test creates its own persons (unique emails) in one small sandbox and ends 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import requests
 
 from tests.realtime.harness import HEADER, SECRET, TEMPLATE, Realtime, Serve
+from tests.store_backends import fresh_store_url
 
 
 def test_a_new_person_triggered_gets_exactly_one_lead_mapped_back_and_logged(realtime: Realtime, served: Serve) -> None:
@@ -104,3 +107,19 @@ def test_health_and_readiness(served: Serve) -> None:
     assert requests.get(f"{served.url}/healthz", timeout=10).json() == {"status": "ok"}
     ready = requests.get(f"{served.url}/readyz", timeout=10)
     assert (ready.status_code, ready.json()["status"], ready.json()["queued"]) == (200, "ready", 0)
+
+
+def test_the_service_on_a_postgresql_store(realtime: Realtime, tmp_path: Path) -> None:
+    """The queue and the write lock (an advisory lock there) on PostgreSQL, the store teams share."""
+    with fresh_store_url("postgresql", tmp_path) as url:
+        world = Realtime(realtime.info, tmp_path / "pg", store_url=url)
+        try:
+            person = world.new_person("postgres.store@example.com")
+            serve = world.serve()
+            world.define_webhook(serve, name="On PostgreSQL")
+            outcomes = world.trigger([person, person], name="On PostgreSQL")  # delivered twice
+            [lead] = world.leads_with("postgres.store@example.com")
+            assert [(o["status"], o["mapped"]) for o in outcomes] == [(200, {"dynamicsLeadId": lead["leadid"]})] * 2
+            assert [r["status"] for r in world.queued(person)] == ["done", "done"]
+        finally:
+            world.close()
