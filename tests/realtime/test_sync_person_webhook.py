@@ -45,6 +45,14 @@ def test_an_existing_lead_is_left_untouched_linked_and_the_activity_says_why(rea
     [unchanged] = [a for a in realtime.activities(person) if a["action"] == "unchanged"]
     assert unchanged["dynamics_id"] == lead_id
     assert "already exists, so nothing was changed" in unchanged["rule"]
+    # The pair's first merge (here forced now; else the next batch run) is the create path's: the lead's last
+    # name is kept and reported, not overwritten by Marketo's (a lead's authority), and its blanks are filled.
+    synced = requests.post(f"{served.url}/sync/person", json={"personId": person}, headers={HEADER: SECRET})
+    assert synced.json()["status"] == "synced"
+    after = realtime.lead(lead_id)
+    assert after["lastname"] == "Hopper"
+    linked = [a for a in realtime.activities(person) if a["action"] == "linked"]
+    assert any("differences kept, not overwritten" in (a["rule"] or "") for a in linked), linked
 
 
 def test_a_dry_run_writes_nothing_to_either_system(realtime: Realtime, served: Serve) -> None:

@@ -73,6 +73,8 @@ pairs = sa.Table(
     sa.Column("linked_at", sa.String(32), nullable=False),
     sa.Column("linked_run", sa.String(64), nullable=False),
     sa.Column("first_merge_done", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Linked by a real-time Sync Person to Microsoft request (migration 7): its first merge is on the create path.
+    sa.Column("requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("baseline", sa.Text, nullable=False, server_default="{}"),  # JSON {field: {marketo, dynamics}}
     sa.Column("guard", sa.Text, nullable=False, server_default="{}"),  # JSON ping-pong guard per field
     sa.UniqueConstraint("entity", "dynamics_id", name="uq_pairs_dynamics"),
@@ -222,8 +224,16 @@ def _confirmed_writes(connection: sa.Connection) -> None:
 
 
 def _realtime_requests(connection: sa.Connection) -> None:
-    """Version 7: the real-time path's durable request queue (``mktdyn serve``)."""
+    """Version 7: the real-time path's durable request queue (``mktdyn serve``), and ``pairs.requested``.
+
+    A store created at version 1 has ``pairs`` without the column (a new store has it from its first table).
+    """
     metadata.create_all(connection, tables=[realtime_requests])
+    columns = {column["name"] for column in sa.inspect(connection).get_columns("pairs")}
+    if "requested" not in columns:
+        connection.execute(
+            sa.text("ALTER TABLE pairs ADD COLUMN requested BOOLEAN NOT NULL DEFAULT " + _false(connection))
+        )
 
 
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.

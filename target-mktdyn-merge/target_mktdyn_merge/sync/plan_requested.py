@@ -52,6 +52,8 @@ class PersonsPlanner(Planner):
             super()._merge(person, row, pair, batch)
             return
         self.linked_only.add(person.record_id)
+        if not pair.first_merge_done:
+            pair.requested = True
         batch.pairs_to_save[person.record_id] = pair
         batch.activities.append(
             Activity(

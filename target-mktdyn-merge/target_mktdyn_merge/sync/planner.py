@@ -295,13 +295,16 @@ class Planner:
     def _merge(self, person: StagedRecord, row: StagedRecord, pair: Pair, batch: PlanBatch) -> None:
         """Field-by-field merge of a linked pair; plan the writes it calls for."""
         settings = self.settings
-        # A first link for a person created since the initial sync who asked for a Dynamics lead: the create path.
-        create_path = (
-            not pair.first_merge_done
-            and asked_for_dynamics_lead(person.fields, settings.policy)
-            and (
-                created_since(person.fields.get("createdAt"), self.initial_sync_started)
-                or self._create_found_existing(person.record_id)
+        # A first link for a person created since the initial sync who asked for a Dynamics lead, or linked by a
+        # real-time Sync Person to Microsoft that found the record existing: the create path.
+        create_path = not pair.first_merge_done and (
+            pair.requested
+            or (
+                asked_for_dynamics_lead(person.fields, settings.policy)
+                and (
+                    created_since(person.fields.get("createdAt"), self.initial_sync_started)
+                    or self._create_found_existing(person.record_id)
+                )
             )
         )
         result = merge(self.merge_context, pair, person.fields, row.fields, create_path=create_path)
