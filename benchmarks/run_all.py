@@ -15,14 +15,17 @@ Scenarios (issue 9), each against a copy of a sandbox seeded once (cached in ``-
 6. the first Marketo extraction with the default start date (20,000 persons over about 3 export windows, the
    sandbox modelling Marketo's export queue with ``--export-delay``): export jobs created against the windows
    that hold persons, and the pipelined tap against the same tap one window at a time
-   (``export_pipeline_depth: 1``).
+   (``export_pipeline_depth: 1``);
+7. the real-time path (``mktdyn serve`` called by the sandbox's webhook, limits on): trigger-to-lead latency of
+   single triggers, and a burst of 1,000 triggers answered with the id and acknowledged at once, with the calls
+   made against the minimum (``benchmarks/realtime.py``).
 
 API calls are what the sandbox counted (``GET /_sandbox/stats``); write calls are compared with the minimum
 the APIs allow for what was written (Marketo: 300 persons per call, per action; Dataverse: ``$batch`` of
 ``dynamics_batch_size`` operations). ``marketo_activity_type`` stays empty (the default): no custom activities
 are posted, so none are counted. Peak RSS is sampled per process (by command name) across Meltano's tree.
 
-    make bench                          # scenarios 1, 2, 3, 5, 6
+    make bench                          # scenarios 1, 2, 3, 5, 6, 7
     make bench BENCH_ARGS=--million     # and scenario 4
 """
 
@@ -69,6 +72,7 @@ from benchmarks.common import (
     target_config,
     write_json,
 )
+from benchmarks.realtime import realtime_scenarios
 from scripts.meltano_plugins import use_installed_plugins
 
 BATCH_SIZE = 100  # dynamics_batch_size, the target's default
@@ -455,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--million", action="store_true", help="also run scenario 4 (1,000,000 persons)")
     parser.add_argument(
-        "--only", default="12356", help="scenario numbers to run (default 12356; --million adds 4)", metavar="DIGITS"
+        "--only", default="123567", help="scenario numbers to run (default 123567; --million adds 4)", metavar="DIGITS"
     )
     parser.add_argument(
         "--cache",
@@ -479,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
             rows += plugin_scenarios(args.cache, work, SCALE)
         if "6" in only:
             rows += first_extraction_scenarios(args.cache, work, FIRST_EXTRACTION)
+        if "7" in only:
+            rows += [
+                Row(r.name, r.seconds, r.persons, r.calls, {}, r.target, r.met, r.note)
+                for r in realtime_scenarios(work)
+            ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     command = "make bench" + (" BENCH_ARGS=--million" if args.million else "")

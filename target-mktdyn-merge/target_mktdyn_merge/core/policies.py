@@ -185,6 +185,25 @@ def decide_create_in_dynamics(
     return CreateDecision(False, "dynamics", f"create_in_dynamics=flagged: {flag} is not true")
 
 
+#: Why a real-time "Sync Person to Microsoft" creates a lead (or does not), in the activity log's words.
+SYNC_PERSON_CREATE = "Sync Person to Microsoft (real-time request): no lead or contact has the person's email"
+SYNC_PERSON_EXISTS = (
+    "Sync Person to Microsoft (real-time request): the {entity} already exists, so nothing was changed; it is "
+    "linked, and the next sync merges it by the create path's rules"
+)
+
+
+def decide_requested_create(match: MatchResult) -> CreateDecision:
+    """A create asked for now (a Marketo webhook's "Sync Person to Microsoft"): whatever ``create_in_dynamics`` says.
+
+    The original flow action creates the lead when none exists and does nothing when one does; asked for,
+    the flag and the policy play no part. An existing (or ambiguous) record is never duplicated.
+    """
+    if match.outcome != "none":
+        return CreateDecision(False, "dynamics", f"not a Marketo-only person ({match.outcome}): no create")
+    return CreateDecision(True, "dynamics", SYNC_PERSON_CREATE)
+
+
 def asked_for_dynamics_lead(person_fields: Mapping[str, Any], policy: SyncPolicy) -> bool:
     """Whether the person asks for a Dynamics lead under ``create_in_dynamics=flagged`` (its flag is true).
 

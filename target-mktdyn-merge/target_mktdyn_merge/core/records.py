@@ -20,6 +20,9 @@ class Pair:
     authority: str
     pair_id: int | None = None
     first_merge_done: bool = False
+    #: Linked by a real-time "Sync Person to Microsoft" that found the record existing: its first merge is on the
+    #: create path (docs/architecture.md §10: blanks filled, differences reported, nothing overwritten).
+    requested: bool = False
     baseline: dict[str, BaselineEntry] = field(default_factory=dict)
     guards: dict[str, FieldGuard] = field(default_factory=dict)
 

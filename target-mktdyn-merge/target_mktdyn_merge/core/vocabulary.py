@@ -51,6 +51,12 @@ ACTIVITY_ACTIONS: tuple[ActivityAction, ...] = get_args(ActivityAction)
 #: Actions that count against ``max_record_failures``.
 FAILURE_ACTIONS: tuple[ActivityAction, ...] = ("validation_failed", "write_failed", "write_ignored")
 
+RequestKind = Literal["sync_person", "full_sync"]
+"""What a real-time request asks (``mktdyn serve``, ``mktdyn sync --person``): ``sync_person`` is Marketo's "Sync
+Person to Microsoft" (create a missing lead, otherwise only link); ``full_sync`` is the two-way merge of one person
+by the batch's rules."""
+REQUEST_KINDS: tuple[RequestKind, ...] = get_args(RequestKind)
+
 WriteAction = Literal["create", "update", "delete", "flag", "activity"]
 """What a planned write does to its system (``activity``: a custom activity on the Marketo person)."""
 WRITE_ACTIONS: tuple[WriteAction, ...] = get_args(WriteAction)

@@ -234,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
         "otherwise the MKTDYN_* environment variables)",
     )
     verify.set_defaults(func=cmd_verify)
+    from target_mktdyn_merge.ops.realtime_cli import add_realtime_commands
+
+    add_realtime_commands(commands)
     return parser
 
 

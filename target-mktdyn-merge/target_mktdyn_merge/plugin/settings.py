@@ -345,6 +345,52 @@ def _guard_properties() -> list[th.Property[Any]]:
     ]
 
 
+def _serve_properties() -> list[th.Property[Any]]:
+    """Settings of ``mktdyn serve``, the real-time path (a Marketo webhook; docs/architecture.md §10)."""
+    return [
+        th.Property(
+            "serve_secret",
+            th.StringType,
+            title="Webhook secret",
+            description="Shared secret the Marketo webhook sends in the serve_secret_header header (a custom "
+            "header of the webhook); requests without it are refused with 401. Required by `mktdyn serve`; at "
+            "least 16 characters.",
+            secret=True,
+        ),
+        th.Property(
+            "serve_secret_header",
+            th.StringType,
+            default="X-Mktdyn-Secret",
+            title="Webhook secret header",
+            description="Name of the HTTP header carrying serve_secret.",
+        ),
+        th.Property(
+            "serve_queue_limit",
+            th.IntegerType,
+            default=1000,
+            title="Real-time queue limit",
+            description="Requests `mktdyn serve` keeps waiting in the store at most; past it a request is "
+            "answered 503 with Retry-After (Marketo logs the failed call) instead of growing the queue.",
+        ),
+        th.Property(
+            "serve_answer_wait_seconds",
+            th.CustomType(number_setting()),
+            default=25,
+            title="Answer wait (seconds)",
+            description="How long a webhook call waits for its person to be synced before it is answered 202 "
+            "(queued; processed anyway). Keep it under Marketo's 30 s webhook timeout.",
+        ),
+        th.Property(
+            "serve_batch_size",
+            th.IntegerType,
+            default=300,
+            title="Real-time batch size",
+            description="Queued requests one pass of the worker takes together (one Marketo leads.json read "
+            "and one Dataverse $batch for all of them; 300 is one Marketo call).",
+        ),
+    ]
+
+
 def build_config_schema() -> dict[str, Any]:
     """The full settings schema of target-mktdyn-merge."""
     return th.PropertiesList(
@@ -355,6 +401,7 @@ def build_config_schema() -> dict[str, Any]:
         *_limit_properties(),
         *_alert_properties(),
         *_guard_properties(),
+        *_serve_properties(),
     ).to_dict()
 
 
@@ -368,5 +415,10 @@ def merge_settings(config: Mapping[str, Any]) -> MergeSettings:
     The one way code outside the SDK's Target (``mktdyn check``, ``mktdyn verify``) builds settings, so a
     setting's default is the schema's everywhere.
     """
+    return MergeSettings.from_config(with_defaults(config))
+
+
+def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` completed with the schema's defaults (what the SDK does for the target's own config)."""
     defaults = {name: spec["default"] for name, spec in CONFIG_SCHEMA["properties"].items() if "default" in spec}
-    return MergeSettings.from_config({**defaults, **{k: v for k, v in config.items() if v is not None}})
+    return {**defaults, **{k: v for k, v in config.items() if v is not None}}

@@ -26,6 +26,7 @@ def _from_row(row: sa.Row[Any]) -> Pair:
         authority=str(mapping["authority"]),
         pair_id=int(mapping["pair_id"]),
         first_merge_done=bool(mapping["first_merge_done"]),
+        requested=bool(mapping["requested"]),
         baseline={k: BaselineEntry.from_dict(v) for k, v in json.loads(str(mapping["baseline"])).items()},
         guards={k: FieldGuard.from_dict(v) for k, v in json.loads(str(mapping["guard"])).items()},
     )
@@ -68,6 +69,7 @@ def _pair_values(pair: Pair) -> dict[str, Any]:
         "dynamics_id": pair.dynamics_id,
         "authority": pair.authority,
         "first_merge_done": pair.first_merge_done,
+        "requested": pair.requested,
         "baseline": dumps({k: v.to_dict() for k, v in pair.baseline.items()}),
         "guard": dumps({k: v.to_dict() for k, v in pair.guards.items()}),
     }

@@ -73,6 +73,8 @@ pairs = sa.Table(
     sa.Column("linked_at", sa.String(32), nullable=False),
     sa.Column("linked_run", sa.String(64), nullable=False),
     sa.Column("first_merge_done", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Linked by a real-time Sync Person to Microsoft request (migration 7): its first merge is on the create path.
+    sa.Column("requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("baseline", sa.Text, nullable=False, server_default="{}"),  # JSON {field: {marketo, dynamics}}
     sa.Column("guard", sa.Text, nullable=False, server_default="{}"),  # JSON ping-pong guard per field
     sa.UniqueConstraint("entity", "dynamics_id", name="uq_pairs_dynamics"),
@@ -156,6 +158,23 @@ confirmed_writes = sa.Table(
     sa.Column("confirmed_at", sa.String(32), nullable=False),  # UTC ISO, comparable as text
 )
 
+# Requests of the real-time path (``mktdyn serve``, docs/architecture.md §10), durable before they are answered:
+# a crash with requests queued loses none, the worker drains them in batches under the write lock.
+realtime_requests = sa.Table(
+    "realtime_requests",
+    metadata,
+    sa.Column("request_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # sync_person | full_sync
+    sa.Column("person_id", sa.String(64), nullable=False, index=True),
+    sa.Column("dry_run", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # queued | done | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("received_at", sa.String(32), nullable=False),
+    sa.Column("finished_at", sa.String(32)),
+    sa.Column("run_id", sa.String(64)),  # the run that processed it
+    sa.Column("result", sa.Text),  # JSON: the answer given (or that would have been given) to the caller
+)
+
 Migration = Callable[[sa.Connection], None]
 
 
@@ -204,6 +223,19 @@ def _confirmed_writes(connection: sa.Connection) -> None:
     metadata.create_all(connection, tables=[confirmed_writes])
 
 
+def _realtime_requests(connection: sa.Connection) -> None:
+    """Version 7: the real-time path's durable request queue (``mktdyn serve``), and ``pairs.requested``.
+
+    A store created at version 1 has ``pairs`` without the column (a new store has it from its first table).
+    """
+    metadata.create_all(connection, tables=[realtime_requests])
+    columns = {column["name"] for column in sa.inspect(connection).get_columns("pairs")}
+    if "requested" not in columns:
+        connection.execute(
+            sa.text("ALTER TABLE pairs ADD COLUMN requested BOOLEAN NOT NULL DEFAULT " + _false(connection))
+        )
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
 MIGRATIONS: list[Migration] = [
     _initial,
@@ -212,5 +244,6 @@ MIGRATIONS: list[Migration] = [
     _activity_dry_run,
     _stream_properties,
     _confirmed_writes,
+    _realtime_requests,
 ]
 LATEST_VERSION = len(MIGRATIONS)

@@ -134,6 +134,10 @@ class Staging(RunLog):
                 connection.execute(sa.delete(table).where(table.c.stream == stream, table.c.property.in_(chunk)))
         self._selection = None
 
+    def selection(self, stream: str) -> frozenset[str] | None:
+        """The properties the stream's current catalog selects (None: no extraction recorded one yet)."""
+        return self._selected(stream)
+
     def _selected(self, stream: str) -> frozenset[str] | None:
         """The stream's selected properties (None: never recorded, every staged field counts)."""
         if self._selection is None:

@@ -91,6 +91,7 @@ class DynamicsWriter:
     def _skip_existing(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
         """Creates whose email a lead or contact already has in Dynamics are not sent.
 
+        (Except for emails this run has just read from Dataverse itself, under the lock: the real-time path.)
         The planner creates a lead only when no staged row has the person's email, but the store may not have
         seen that row yet: an extraction cut short (Meltano still ends the merging leg's input and the merge
         runs on what was staged), or a row created since. Dataverse does not refuse a duplicate email as
@@ -98,7 +99,15 @@ class DynamicsWriter:
         linked, never duplicated). The create is superseded; the next extraction stages the row and the planner links
         it by its usual rules (a contact before a lead; no guess among several).
         """
-        creates = [e for e in entries if e.action == "create" and e.status != "sent" and e.payload.get("emailaddress1")]
+        just_read = self.context.emails_just_read
+        creates = [
+            e
+            for e in entries
+            if e.action == "create"
+            and e.status != "sent"
+            and e.payload.get("emailaddress1")
+            and normalize_email(e.payload.get("emailaddress1")) not in just_read
+        ]
         if not creates:
             return entries
         emails = sorted({str(e.payload["emailaddress1"]).strip() for e in creates})

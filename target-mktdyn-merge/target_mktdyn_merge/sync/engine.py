@@ -108,20 +108,39 @@ def _plan_and_write(
     if settings.dry_run:
         return counts, 0
     settings.guards.check(store, run_id)  # past a bound: nothing is sent, the run stops saying why
-    outcomes = Outcomes(store, run_id, settings_merge_context(plan))
+    written, failures = write_planned(store, settings, plan, marketo, dynamics)
+    counts.update(written)
+    return counts, failures
+
+
+def write_planned(
+    store: Store,
+    settings: MergeSettings,
+    plan: PlanSettings,
+    marketo: MarketoClient,
+    dynamics: DataverseClient,
+    emails_just_read: frozenset[str] = frozenset(),
+) -> tuple[Counter[str], int]:
+    """Send every owed write, then post the outcomes to Marketo; the activities by action and the failures.
+
+    The batch run and the real-time path (``sync/person_sync.py``) both end with this, so a write is validated,
+    sent, confirmed and logged one way whoever planned it.
+    """
+    metadata = plan.metadata
+    outcomes = Outcomes(store, plan.run_id, settings_merge_context(plan))
     context = WriteContext(
         store,
-        run_id,
+        plan.run_id,
         settings_merge_context(plan),
         outcomes,
         DynamicsValidator(metadata.dynamics_attributes, settings.enforce_required_levels),
         MarketoValidator(metadata.marketo_fields),
+        emails_just_read,
     )
-    counts.update(
-        write_back(context, marketo, dynamics, settings.dynamics_batch_size, creates=not settings.guards.link_only)
-    )
+    # link_only holds every create (batch or real time) until creates are turned on.
+    counts = write_back(context, marketo, dynamics, settings.dynamics_batch_size, creates=not settings.guards.link_only)
     if settings.marketo_activity_type:
-        counts["posted_to_marketo"] += post_activities(store, run_id, marketo, settings.marketo_activity_type)
+        counts["posted_to_marketo"] += post_activities(store, plan.run_id, marketo, settings.marketo_activity_type)
     return counts, outcomes.failures()
 
 

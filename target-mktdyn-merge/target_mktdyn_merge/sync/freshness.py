@@ -20,6 +20,7 @@ run's writes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from tap_dynamics_leads.client import DataverseClient
@@ -46,9 +47,10 @@ def refresh_stale(
         live = [record_id for record_id in ids if record_id in staged and not staged[record_id].deleted]
         fields = sorted({name for record_id in live for name in staged[record_id].fields})
         if spec.system == "marketo":
-            records = _marketo(marketo, live, fields)
+            records = read_persons(marketo, live, fields)
         else:
-            records = _dynamics(dynamics, ENTITY_SET[spec.entity], spec.key, live, fields)
+            selected = columns(spec.key, fields)
+            records = as_staged_rows(dynamics.find_by_ids(ENTITY_SET[spec.entity], spec.key, live, selected), selected)
         if records:
             store.stage(stream, records, run_id)
         store.absorb_confirmed_writes(stream, ids, None)  # read after every confirmed write (we hold the lock)
@@ -62,20 +64,19 @@ def refresh_stale(
     return total
 
 
-def _marketo(client: MarketoClient, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
-    """Persons by id, with the staged fields (REST keeps null and the text "null" apart)."""
+def read_persons(client: MarketoClient, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+    """Persons by id (300 per call), with these fields, as the tap sends them (REST keeps null and "null" apart)."""
     if not ids:
         return []
     wanted = [name for name in fields if name != "id"]
     return [{name: person.get(name) for name in ["id", *wanted]} for person in client.get_leads("id", ids, wanted)]
 
 
-def _dynamics(
-    client: DataverseClient, entity_set: str, key: str, ids: list[str], fields: list[str]
-) -> list[dict[str, Any]]:
-    """Rows by id (100 per request), with the staged columns and the ETag, as the tap sends them."""
-    columns = [name for name in fields if name != ETAG_PROPERTY and not name.startswith("_")] or [key]
-    return [
-        {**{name: row.get(name) for name in columns}, ETAG_PROPERTY: row.get("@odata.etag")}
-        for row in client.find_by_ids(entity_set, key, ids, columns)
-    ]
+def columns(key: str, fields: list[str]) -> list[str]:
+    """The Dataverse columns to read for these staged fields (the ETag and lookups' ``_x_value`` come anyway)."""
+    return [name for name in fields if name != ETAG_PROPERTY and not name.startswith("_")] or [key]
+
+
+def as_staged_rows(rows: Iterable[dict[str, Any]], selected: list[str]) -> list[dict[str, Any]]:
+    """Dataverse rows as the tap sends them: the selected columns and the row's ETag."""
+    return [{**{name: row.get(name) for name in selected}, ETAG_PROPERTY: row.get("@odata.etag")} for row in rows]

@@ -30,6 +30,7 @@ from target_mktdyn_merge.core.matching import (
 )
 from target_mktdyn_merge.core.pair_merge import MergeContext, decision_activities, kept_differences, merge, merge_writes
 from target_mktdyn_merge.core.policies import (
+    CreateDecision,
     asked_for_dynamics_lead,
     decide_create_in_dynamics,
     decide_create_in_marketo,
@@ -74,6 +75,8 @@ class Planner:
         #: when they are made in a later run (an initial sync cut short, a person staged late).
         with store.transaction() as connection:
             self.initial_sync_started = first_merge_started(connection, settings.run_id)
+        #: Persons linked but deliberately not merged (``plan_requested``): left for the next batch to merge.
+        self.linked_only: set[str] = set()
 
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> Counter[str]:
@@ -111,7 +114,8 @@ class Planner:
                 self._person_deleted(record, pairs.get(record.record_id), batch)
             else:
                 self._person(record, pairs.get(record.record_id), batch)
-            batch.mark(record)
+            if record.record_id not in self.linked_only:
+                batch.mark(record)
         commit_batch(self.store, self.settings, batch, self.counts)
 
     def _dynamics_batch(self, entity: Entity, records: list[StagedRecord]) -> None:
@@ -262,7 +266,7 @@ class Planner:
                 )
             )
             return
-        decision = decide_create_in_dynamics(person.fields, result, self.settings.policy)
+        decision = self._create_decision(person, result)
         if not decision.create:
             batch.activities.append(
                 Activity("skipped", person.record_id, "lead", None, "to_dynamics", rule=decision.reason)
@@ -273,6 +277,10 @@ class Planner:
             batch.activities.append(planned)
         else:
             batch.writes.append(planned)
+
+    def _create_decision(self, person: StagedRecord, result: MatchResult) -> CreateDecision:
+        """Whether an unmatched person gets a lead: ``create_in_dynamics`` decides (a real-time request overrides)."""
+        return decide_create_in_dynamics(person.fields, result, self.settings.policy)
 
     def _buried(self, system: str, entity: str, mapped_as: Entity, record: StagedRecord) -> str | None:
         """When the record's counterpart was deleted and the record has not changed since (else None).
@@ -288,13 +296,16 @@ class Planner:
     def _merge(self, person: StagedRecord, row: StagedRecord, pair: Pair, batch: PlanBatch) -> None:
         """Field-by-field merge of a linked pair; plan the writes it calls for."""
         settings = self.settings
-        # A first link for a person created since the initial sync who asked for a Dynamics lead: the create path.
-        create_path = (
-            not pair.first_merge_done
-            and asked_for_dynamics_lead(person.fields, settings.policy)
-            and (
-                created_since(person.fields.get("createdAt"), self.initial_sync_started)
-                or self.lookups.create_found_existing(person.record_id)
+        # A first link for a person created since the initial sync who asked for a Dynamics lead, or linked by a
+        # real-time Sync Person to Microsoft that found the record existing: the create path.
+        create_path = not pair.first_merge_done and (
+            pair.requested
+            or (
+                asked_for_dynamics_lead(person.fields, settings.policy)
+                and (
+                    created_since(person.fields.get("createdAt"), self.initial_sync_started)
+                    or self.lookups.create_found_existing(person.record_id)
+                )
             )
         )
         result = merge(self.merge_context, pair, person.fields, row.fields, create_path=create_path)

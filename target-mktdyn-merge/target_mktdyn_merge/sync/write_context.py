@@ -31,6 +31,9 @@ class WriteContext:
     outcomes: Outcomes
     dynamics_validator: DynamicsValidator
     marketo_validator: MarketoValidator
+    #: Normalized emails this run read from Dataverse (leads and contacts) under the write lock, just before
+    #: planning (the real-time path): a create for one of them needs no second lookup before it is sent.
+    emails_just_read: frozenset[str] = frozenset()
 
     def pair_of(self, person_id: str) -> Pair | None:
         """The current pair of a person."""
