@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from target_mktdyn_merge.core.activity import Activity
 from target_mktdyn_merge.core.values import dumps, now_iso
 from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.connection import CHUNK
 from target_mktdyn_merge.store.database import Store
 
 
@@ -147,19 +148,26 @@ def action_counts(store: Store, run_id: str) -> dict[tuple[str, str], int]:
     return dict(counts)
 
 
-def create_found_existing(connection: sa.Connection, person_id: str) -> bool:
-    """Whether a real run planned this person's lead and found one already there (the create path proper).
+def creates_found_existing(connection: sa.Connection, person_ids: Iterable[str]) -> set[str]:
+    """Those of these persons for whom a real run planned a lead and found one already there (the create path).
 
     That is "Sync Person to Microsoft" on an existing lead even during the initial sync: the lead appeared
     between extraction and write-back, the create was not sent (``skipped``), and the next run links it.
+    One query per ``CHUNK`` persons (a planning batch asks for all of its persons at once).
     """
     log = tables.activity_log
-    rows = connection.execute(
-        sa.select(log.c.details).where(
-            log.c.person_id == person_id,
-            log.c.action == "skipped",
-            log.c.direction == "to_dynamics",
-            log.c.dry_run.is_(False),
+    ids = sorted(set(person_ids))
+    found: set[str] = set()
+    for start in range(0, len(ids), CHUNK):
+        rows = connection.execute(
+            sa.select(log.c.person_id, log.c.details).where(
+                log.c.person_id.in_(ids[start : start + CHUNK]),
+                log.c.action == "skipped",
+                log.c.direction == "to_dynamics",
+                log.c.dry_run.is_(False),
+            )
         )
-    ).scalars()
-    return any(json.loads(str(details) or "{}").get("planned") == "create" for details in rows)
+        found.update(
+            str(person) for person, details in rows if json.loads(str(details) or "{}").get("planned") == "create"
+        )
+    return found

@@ -115,15 +115,20 @@ class RunLog(StoreConnection):
         return None if value is None else str(value)
 
 
-def record_confirmed_write(connection: sa.Connection, stream: str, record_id: str) -> None:
-    """Note (in the caller's transaction) that the system confirmed a write to this record just now."""
+def record_confirmed_writes(connection: sa.Connection, records: Iterable[tuple[str, str]]) -> None:
+    """Note (in the caller's transaction) that the systems confirmed writes to these (stream, id) just now."""
     table = tables.confirmed_writes
+    keys = sorted(set(records))
+    if not keys:
+        return
     now = now_iso()
-    updated = connection.execute(
-        sa.update(table).where(table.c.source == stream, table.c.record_id == record_id).values(confirmed_at=now)
-    )
-    if not updated.rowcount:
-        connection.execute(sa.insert(table).values(source=stream, record_id=record_id, confirmed_at=now))
+    for stream in {s for s, _ in keys}:
+        ids = [i for s, i in keys if s == stream]
+        for start in range(0, len(ids), CHUNK):
+            connection.execute(
+                sa.delete(table).where(table.c.source == stream, table.c.record_id.in_(ids[start : start + CHUNK]))
+            )
+    connection.execute(sa.insert(table), [{"source": s, "record_id": i, "confirmed_at": now} for s, i in keys])
 
 
 def first_merge_started(connection: sa.Connection, run_id: str) -> str | None:

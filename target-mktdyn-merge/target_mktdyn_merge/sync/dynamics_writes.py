@@ -212,7 +212,7 @@ class DynamicsWriter:
                     "Dynamics $batch of %d write(s) did not complete (%s); they are resolved next run", len(chunk), exc
                 )
                 return []
-            with self.context.outcomes.batch():
+            with self.context.outcomes.batch(chunk):
                 for entry, result in zip(chunk, results, strict=True):
                     if result.status in THROTTLED:
                         throttled.append(entry)

@@ -161,7 +161,7 @@ class MarketoWriter:
     def _record_all(
         self, chunk: list[OutboxEntry], results: list[RecordOutcome], stored: dict[str, dict[str, Any]] | None = None
     ) -> None:
-        with self.context.outcomes.batch():
+        with self.context.outcomes.batch(chunk):
             for entry, outcome in zip(chunk, results, strict=True):
                 self._record(entry, outcome, stored=stored)
 
@@ -252,7 +252,7 @@ class MarketoWriter:
                 if o.status == "created" and o.id is not None
             ]
             stored = self._read_back(created)
-            with self.context.outcomes.batch():
+            with self.context.outcomes.batch(chunk):
                 for entry, outcome in zip(chunk, results, strict=True):
                     if outcome.status == "created" and outcome.id is not None:
                         self._record(entry, outcome, created_id=str(outcome.id), stored=stored)

@@ -9,7 +9,7 @@ change. Every transition is one transaction; the outcomes of one API call share 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +21,7 @@ from target_mktdyn_merge.core.activity import Activity, FieldChange
 from target_mktdyn_merge.core.baseline import landed_entry, snapshot_baseline
 from target_mktdyn_merge.core.normalize import canonical
 from target_mktdyn_merge.core.pair_merge import MergeContext
-from target_mktdyn_merge.core.records import Pair
+from target_mktdyn_merge.core.records import Pair, StagedRecord
 from target_mktdyn_merge.core.values import utc_iso
 from target_mktdyn_merge.core.vocabulary import (
     DYNAMICS_STREAM,
@@ -35,8 +35,8 @@ from target_mktdyn_merge.core.writes import OutboxEntry
 from target_mktdyn_merge.store.activity_log import record_activities
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import mark
-from target_mktdyn_merge.store.pairs import pairs_by_dynamics, pairs_by_person, save_pair
-from target_mktdyn_merge.store.runs import record_confirmed_write
+from target_mktdyn_merge.store.pairs import pairs_by_dynamics, pairs_by_person, save_pair, save_pairs
+from target_mktdyn_merge.store.runs import record_confirmed_writes
 
 #: Retry a rejected write after 5 min, 10, 20, ... at most 6 h.
 RETRY_BASE = timedelta(minutes=5)
@@ -60,25 +60,74 @@ class Outcomes:
     #: Inside :meth:`batch`: activities and confirmed op ids written when the batch ends, in one statement each.
     _held_activities: list[Activity] | None = field(default=None, init=False, repr=False)
     _held_confirmed: list[int] = field(default_factory=list, init=False, repr=False)
+    #: Inside :meth:`batch`: the pairs its confirmations read and change (by person id; None: no pair), saved
+    #: together when the batch ends, and the records whose writes were confirmed.
+    _pairs: dict[str, Pair | None] | None = field(default=None, init=False, repr=False)
+    _changed_pairs: dict[int, Pair] = field(default_factory=dict, init=False, repr=False)
+    _confirmed_records: list[tuple[str, str]] = field(default_factory=list, init=False, repr=False)
+    _staged: dict[tuple[str, str], StagedRecord | None] = field(default_factory=dict, init=False, repr=False)
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Record the outcomes of one API call in one transaction (see :meth:`Store.batched`).
+    def batch(self, entries: Sequence[OutboxEntry] = ()) -> Iterator[None]:
+        """Record the outcomes of one API call (its ``entries``) in one transaction (see :meth:`Store.batched`).
 
-        Their activities and "confirmed" marks are held and written together just before the commit: per
-        record they were a statement each, the larger part of recording an initial sync's outcomes.
+        Their activities and "confirmed" marks are held and written together just before the commit, and so
+        are the pairs they change: per record they were a statement each, the larger part of recording an
+        initial sync's outcomes. The pairs and staged records the confirmations read are fetched up front.
         """
         if self._held_activities is not None:
             yield
             return
         with self.store.batched(), self.store.transaction() as connection:
             self._held_activities, self._held_confirmed = [], []
+            self._pairs, self._changed_pairs, self._confirmed_records, self._staged = {}, {}, [], {}
             try:
+                self._prefetch(connection, entries)
                 yield
+                save_pairs(connection, self._changed_pairs.values(), self.run_id)
+                record_confirmed_writes(connection, self._confirmed_records)
                 record_activities(self.store, self.run_id, self._held_activities, connection)
                 mark(connection, self._held_confirmed, "confirmed", count_attempt=True)
             finally:
                 self._held_activities, self._held_confirmed = None, []
+                self._pairs, self._changed_pairs, self._confirmed_records, self._staged = None, {}, [], {}
+
+    def _prefetch(self, connection: sa.Connection, entries: Sequence[OutboxEntry]) -> None:
+        """The pairs of the entries' persons and the staged sources of their creates, in a few queries."""
+        assert self._pairs is not None
+        persons = {str(p) for e in entries if (p := _person_of(e)) is not None}
+        found = pairs_by_person(connection, persons)
+        self._pairs.update({person: found.get(person) for person in persons})
+        sources: dict[str, set[str]] = {}
+        for entry in entries:
+            if entry.action == "create":
+                stream, record_id = _create_source(entry)
+                sources.setdefault(stream, set()).add(record_id)
+        for stream, ids in sources.items():
+            staged = self.store.staged_records(stream, ids)
+            self._staged.update({(stream, i): staged.get(i) for i in ids})
+
+    def _pair_by_person(self, connection: sa.Connection, person_id: str) -> Pair | None:
+        """A person's pair, as this batch last left it."""
+        if self._pairs is not None and person_id in self._pairs:
+            return self._pairs[person_id]
+        pair = pairs_by_person(connection, [person_id]).get(person_id)
+        if self._pairs is not None:
+            self._pairs[person_id] = pair
+        return pair
+
+    def _save_pair(self, connection: sa.Connection, pair: Pair) -> None:
+        """Save now, or (in a batch) when the batch ends."""
+        if self._pairs is None:
+            save_pair(connection, pair, self.run_id)
+            return
+        self._pairs[pair.marketo_id] = pair
+        self._changed_pairs[id(pair)] = pair
+
+    def _staged_source(self, stream: str, record_id: str) -> StagedRecord | None:
+        if (stream, record_id) in self._staged:
+            return self._staged[(stream, record_id)]
+        return self.store.staged_record(stream, record_id)
 
     def _log(self, connection: sa.Connection, activity: Activity) -> None:
         if self._held_activities is not None:
@@ -179,7 +228,11 @@ class Outcomes:
             if entry.action == "update":
                 self._move_baseline(connection, entry, stored, self._moved_meanwhile(entry, ignored))
                 if entry.target_id:  # overlapping runs re-read this record before merging it (store.stale_records)
-                    record_confirmed_write(connection, written_stream(entry.system, entry.entity), entry.target_id)
+                    written = (written_stream(entry.system, entry.entity), entry.target_id)
+                    if self._pairs is not None:
+                        self._confirmed_records.append(written)
+                    else:
+                        record_confirmed_writes(connection, [written])
             elif entry.action == "create" and created_id is not None:
                 self._pair_created(connection, entry, created_id, stored or {}, linked_existing=linked_existing)
             if self._held_activities is not None:
@@ -303,13 +356,13 @@ class Outcomes:
             value = landed.get(name, entry.payload.get(name))
             option_set = options.get(written.column)
             pair.baseline[written.field] = landed_entry(entry.system, written.kind, value, written.other, option_set)
-        save_pair(connection, pair, self.run_id)
+        self._save_pair(connection, pair)
 
     def _pair_of(self, connection: sa.Connection, entry: OutboxEntry) -> Pair | None:
-        person_id = entry.context.person_id if entry.system == "dynamics" else entry.target_id
+        person_id = _person_of(entry)
         if person_id is None:
             return None
-        pair = pairs_by_person(connection, [str(person_id)]).get(str(person_id))
+        pair = self._pair_by_person(connection, str(person_id))
         expected = entry.target_id if entry.system == "dynamics" else entry.context.dynamics_id
         return pair if pair is not None and pair.dynamics_id == expected else None
 
@@ -332,29 +385,36 @@ class Outcomes:
         context = self.merge_context
         if entry.system == "dynamics":
             person_id = str(entry.context.person_id)
-            person = self.store.staged_record(PERSONS_STREAM, person_id)
+            person = self._staged_source(PERSONS_STREAM, person_id)
             marketo_fields = person.fields if person is not None else {}
             dynamics_fields = {**entry.payload, **stored}
             pair = Pair(person_id, "lead", created_id, "marketo")
         else:
             entity: Entity = "contact" if entry.context.entity == "contact" else "lead"
             dynamics_id = str(entry.context.dynamics_id)
-            row = self.store.staged_record(DYNAMICS_STREAM[entity], dynamics_id)
+            row = self._staged_source(DYNAMICS_STREAM[entity], dynamics_id)
             dynamics_fields = row.fields if row is not None else {}
             marketo_fields = {**entry.payload, **stored}
             pair = Pair(created_id, entity, dynamics_id, "marketo" if entity == "lead" else "dynamics")
-        if pairs_by_person(connection, [pair.marketo_id]) or pairs_by_dynamics(
-            connection, [(pair.entity, pair.dynamics_id)]
-        ):
+        if self._pair_by_person(connection, pair.marketo_id) is not None or self._linked_dynamics(connection, pair):
             return  # linked meanwhile (an earlier confirmation of the same record): keep that link
         if linked_existing:
-            save_pair(connection, pair, self.run_id)
+            self._save_pair(connection, pair)
             return
         pair.baseline = snapshot_baseline(
             pair.entity, marketo_fields, dynamics_fields, context.field_map, context.metadata.options(pair.entity)
         )
         pair.first_merge_done = True
-        save_pair(connection, pair, self.run_id)
+        self._save_pair(connection, pair)
+
+    def _linked_dynamics(self, connection: sa.Connection, pair: Pair) -> bool:
+        """Whether the pair's lead or contact is linked already (in the store, or earlier in this batch)."""
+        if self._pairs is not None and any(
+            p is not None and (p.entity, p.dynamics_id) == (pair.entity, pair.dynamics_id)
+            for p in self._changed_pairs.values()
+        ):
+            return True
+        return bool(pairs_by_dynamics(connection, [(pair.entity, pair.dynamics_id)]))
 
     def failures(self) -> int:
         """Record-level failures so far (validation and rejected writes)."""
@@ -377,3 +437,17 @@ def _activity_for(entry: OutboxEntry, action: ActivityAction) -> Activity:
     planned.action = action
     planned.details = {**planned.details, "op_id": entry.op_id, "planned": entry.action}
     return planned
+
+
+def _person_of(entry: OutboxEntry) -> str | None:
+    """The Marketo person a write concerns (a Dynamics write's from its context, a Marketo write's target)."""
+    person = entry.context.person_id if entry.system == "dynamics" else entry.target_id
+    return None if person is None else str(person)
+
+
+def _create_source(entry: OutboxEntry) -> tuple[str, str]:
+    """(stream, id) of the staged record a create was planned from (a lead's person, a person's lead/contact)."""
+    if entry.system == "dynamics":
+        return PERSONS_STREAM, str(entry.context.person_id)
+    entity = "contact" if entry.context.entity == "contact" else "lead"
+    return DYNAMICS_STREAM[entity], str(entry.context.dynamics_id)

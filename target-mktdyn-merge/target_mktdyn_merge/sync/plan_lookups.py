@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from target_mktdyn_merge.core.matching import DynamicsRow
 from target_mktdyn_merge.core.records import Pair, StagedRecord
 from target_mktdyn_merge.core.vocabulary import CONTACTS_FIRST, DYNAMICS_STREAM, PERSONS_STREAM, Entity
+from target_mktdyn_merge.store.activity_log import creates_found_existing
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.pairs import pairs_by_dynamics
 from target_mktdyn_merge.store.tombstones import buried_among
@@ -28,6 +29,9 @@ class BatchLookups:
         self.dynamics_pairs: dict[tuple[str, str], Pair | None] = {}
         self.tombstone_ids: set[str] = set()
         self.tombstones: set[tuple[str, str, str]] = set()
+        #: The batch's persons, and (once asked) which of them a real run found an existing lead for.
+        self.batch_persons: set[str] = set()
+        self.found_existing: set[str] | None = None
 
     def clear(self) -> None:
         """Forget everything (a batch committed; memory stays bounded by the batch size)."""
@@ -36,6 +40,8 @@ class BatchLookups:
         self.dynamics_pairs.clear()
         self.tombstone_ids.clear()
         self.tombstones.clear()
+        self.batch_persons.clear()
+        self.found_existing = None
 
     def prefetch_records(self, stream: str, record_ids: Iterable[str]) -> None:
         """Staged records of ``stream`` by id."""
@@ -71,6 +77,17 @@ class BatchLookups:
         with self.store.transaction() as connection:
             self.tombstones.update(buried_among(connection, wanted))
         self.tombstone_ids.update(wanted)
+
+    def create_found_existing(self, person_id: str) -> bool:
+        """Whether a real run planned this person's lead and found one already there.
+
+        Asked for the batch's persons together the first time (one query, not one per person).
+        """
+        if self.found_existing is None or person_id not in self.batch_persons:
+            self.batch_persons.add(person_id)
+            with self.store.transaction() as connection:
+                self.found_existing = creates_found_existing(connection, self.batch_persons)
+        return person_id in self.found_existing
 
     def staged_record(self, stream: str, record_id: str) -> StagedRecord | None:
         """A staged record by id (from the prefetch, else the store)."""

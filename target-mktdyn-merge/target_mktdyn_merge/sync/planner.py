@@ -36,7 +36,6 @@ from target_mktdyn_merge.core.policies import (
 )
 from target_mktdyn_merge.core.records import Pair, StagedRecord
 from target_mktdyn_merge.core.vocabulary import CONTACTS_FIRST, DYNAMICS_STREAM, PERSONS_STREAM, Entity
-from target_mktdyn_merge.store.activity_log import create_found_existing
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.history import changed_counts
 from target_mktdyn_merge.store.pairs import pairs_by_dynamics, pairs_by_person
@@ -153,8 +152,9 @@ class Planner:
         for entity in CONTACTS_FIRST:
             self.lookups.prefetch_records(DYNAMICS_STREAM[entity], [p.dynamics_id for p in pairs if p.entity == entity])
         self.lookups.prefetch_emails(r.email_norm for r in records)
-        linked = (r for key, r in self.lookups.staged.items() if r is not None and key[0] == PERSONS_STREAM)
+        linked = [r for key, r in self.lookups.staged.items() if r is not None and key[0] == PERSONS_STREAM]
         self.lookups.prefetch_emails(r.email_norm for r in linked)
+        self.lookups.batch_persons.update(r.record_id for r in [*records, *linked] if r.source == PERSONS_STREAM)
         self.lookups.prefetch_tombstones(
             [r.record_id for r in records] + [k[1] for k, r in self.lookups.staged.items() if r is not None]
         )
@@ -285,10 +285,6 @@ class Planner:
         with self.store.transaction() as connection:
             return still_buried(connection, system, entity, record.record_id, print_)
 
-    def _create_found_existing(self, person_id: str) -> bool:
-        with self.store.transaction() as connection:
-            return create_found_existing(connection, person_id)
-
     def _merge(self, person: StagedRecord, row: StagedRecord, pair: Pair, batch: PlanBatch) -> None:
         """Field-by-field merge of a linked pair; plan the writes it calls for."""
         settings = self.settings
@@ -298,7 +294,7 @@ class Planner:
             and asked_for_dynamics_lead(person.fields, settings.policy)
             and (
                 created_since(person.fields.get("createdAt"), self.initial_sync_started)
-                or self._create_found_existing(person.record_id)
+                or self.lookups.create_found_existing(person.record_id)
             )
         )
         result = merge(self.merge_context, pair, person.fields, row.fields, create_path=create_path)
