@@ -8,6 +8,8 @@ run. Before the second, some activities are aged past ``activity_retention_days`
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from mktdyn_sandbox.admin_client import SandboxAdmin
+from target_mktdyn_merge.ops.cli import main
 from target_mktdyn_merge.store import schema as tables
 
 from tests.ops.receiver import Receiver
@@ -34,9 +37,12 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download is
 
 
 def mktdyn(world: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [MKTDYN, "--store-url", world["pipeline"].store_url, *args], capture_output=True, text=True, timeout=120
-    )
+    """``mktdyn --store-url STORE ARGS``: its ``main``, in this process (the console script is tested elsewhere)."""
+    argv = ["--store-url", world["pipeline"].store_url, *args]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return subprocess.CompletedProcess([MKTDYN, *argv], code, out.getvalue(), err.getvalue())
 
 
 def lead_pairs(pipeline: Pipeline) -> list[dict[str, Any]]:
