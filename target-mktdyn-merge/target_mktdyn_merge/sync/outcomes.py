@@ -27,7 +27,6 @@ from target_mktdyn_merge.core.vocabulary import (
     DYNAMICS_STREAM,
     FAILURE_ACTIONS,
     PERSONS_STREAM,
-    ActivityAction,
     Entity,
     written_stream,
 )
@@ -37,6 +36,7 @@ from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import mark
 from target_mktdyn_merge.store.pairs import pairs_by_dynamics, pairs_by_person, save_pair, save_pairs
 from target_mktdyn_merge.store.runs import record_confirmed_writes
+from target_mktdyn_merge.sync.outcome_activities import activity_for, ignored_activity
 
 #: Retry a rejected write after 5 min, 10, 20, ... at most 6 h.
 RETRY_BASE = timedelta(minutes=5)
@@ -139,7 +139,7 @@ class Outcomes:
     # -- failures --------------------------------------------------------------------------------
     def invalid(self, entry: OutboxEntry, violations: list[tuple[str, str, str]], system: str) -> None:
         """A payload that failed validation: never sent, logged with field and rule, retried later."""
-        activity = _activity_for(entry, "validation_failed")
+        activity = activity_for(entry, "validation_failed")
         activity.fields = [FieldChange(name, None, entry.payload.get(name)) for name, _, _ in violations]
         activity.rule = "; ".join(f"{name}: {rule}" for name, rule, _ in violations)
         activity.error_code = violations[0][1] if violations else "invalid"
@@ -159,7 +159,7 @@ class Outcomes:
 
     def failed(self, entry: OutboxEntry, code: str, message: str, *, final: bool = False) -> None:
         """A write the API rejected: stays owed (or, ``final``, given up because its target is gone)."""
-        activity = _activity_for(entry, "write_failed")
+        activity = activity_for(entry, "write_failed")
         activity.error_code = code
         activity.error_message = message
         with self.store.transaction() as connection:
@@ -176,7 +176,7 @@ class Outcomes:
 
     def deferred(self, entry: OutboxEntry, reason: str) -> None:
         """A write that lost a race twice (412 after a re-merge): retried on the next run."""
-        activity = _activity_for(entry, "deferred")
+        activity = activity_for(entry, "deferred")
         activity.rule = reason
         with self.store.transaction() as connection:
             mark(connection, [entry.op_id], "deferred", error_code="412", error_message=reason, count_attempt=True)
@@ -261,7 +261,7 @@ class Outcomes:
                     activity.fields = kept if activity.action == "updated" else activity.fields
                     self._log(connection, activity)
             if ignored:
-                self._log(connection, self._ignored_activity(entry, ignored, person_id, created_id))
+                self._log(connection, ignored_activity(entry, ignored, person_id, created_id))
 
     def _moved_meanwhile(self, entry: OutboxEntry, ignored: list[tuple[str, Any, Any]]) -> frozenset[str]:
         """Ignored fields whose stored value is not the pre-write one (from the planned activity) either."""
@@ -298,37 +298,6 @@ class Outcomes:
             if canonical(rule.kind, sent, option_set) != canonical(rule.kind, landed, option_set):
                 found.append((name, sent, landed))
         return found
-
-    @staticmethod
-    def _ignored_activity(
-        entry: OutboxEntry, ignored: list[tuple[str, Any, Any]], person_id: str | None, created_id: str | None
-    ) -> Activity:
-        system = "Marketo" if entry.system == "marketo" else "Dynamics"
-        planned = entry.activity
-        words = "; ".join(f"{name}: sent {sent!r}, {system} stored {landed!r}" for name, sent, landed in ignored)
-        dynamics_id = entry.target_id if entry.system == "dynamics" else entry.context.dynamics_id
-        if entry.system == "dynamics" and created_id is not None:
-            dynamics_id = created_id
-        return Activity(
-            "write_ignored",
-            person_id
-            or (planned.person_id if planned else None)
-            or (entry.target_id if entry.system == "marketo" else entry.context.person_id),
-            planned.entity if planned and planned.entity else entry.entity or entry.context.entity,
-            dynamics_id,
-            f"to_{entry.system}",
-            fields=[FieldChange(name, sent, landed) for name, sent, landed in ignored],
-            rule=f"{system} acknowledged the {entry.action} but did not store the value sent; the baseline "
-            "keeps what each side holds, so the next change on either side is merged afresh",
-            error_code="write_ignored",
-            error_message=f"{system} {entry.action} of {entry.entity or 'person'} "
-            f"{entry.target_id or created_id or '(new)'}: {words}",
-            details={
-                "op_id": entry.op_id,
-                "sent": {name: sent for name, sent, _ in ignored},
-                "stored": {name: landed for name, _, landed in ignored},
-            },
-        )
 
     def _move_baseline(
         self,
@@ -419,24 +388,6 @@ class Outcomes:
     def failures(self) -> int:
         """Record-level failures so far (validation and rejected writes)."""
         return sum(self.counts[action] for action in FAILURE_ACTIONS)
-
-
-def _activity_for(entry: OutboxEntry, action: ActivityAction) -> Activity:
-    """The planned activity of a write, turned into a failure/deferral record of the same record."""
-    planned = entry.activity
-    direction = f"to_{entry.system}"
-    if planned is None:
-        return Activity(
-            action,
-            entry.context.person_id,
-            entry.entity,
-            entry.context.dynamics_id,
-            direction,
-            details={"op_id": entry.op_id},
-        )
-    planned.action = action
-    planned.details = {**planned.details, "op_id": entry.op_id, "planned": entry.action}
-    return planned
 
 
 def _person_of(entry: OutboxEntry) -> str | None:
