@@ -129,7 +129,10 @@ def sandbox_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
 @pytest.fixture(scope="module")
 def pipeline(sandbox_info: dict[str, Any], module_store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     """A store that has seen one whole sync; its Dynamics extract is replayed by every merging run below."""
-    synced = Pipeline(sandbox_info, tmp_path_factory.mktemp("lock"), {"dry_run": True}, store_url=module_store_url)
+    # Field metadata read every run (not reused from the store): each merge phase then talks to the slowed APIs
+    # for seconds, long enough for the runs below to overlap.
+    config = {"dry_run": True, "metadata_max_age_minutes": 0}
+    synced = Pipeline(sandbox_info, tmp_path_factory.mktemp("lock"), config, store_url=module_store_url)
     synced.sync()
     return synced
 

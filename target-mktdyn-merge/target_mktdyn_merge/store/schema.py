@@ -175,6 +175,17 @@ realtime_requests = sa.Table(
     sa.Column("result", sa.Text),  # JSON: the answer given (or that would have been given) to the caller
 )
 
+# The systems' metadata answers (describe, column metadata), kept between runs for ``metadata_max_age_minutes``
+# (store/metadata_answers.py): a quiet run does not ask both systems for the same field metadata every time.
+metadata_answers = sa.Table(
+    "metadata_answers",
+    metadata,
+    sa.Column("key_hash", sa.String(64), primary_key=True),  # SHA-256 of the request (URLs can be long)
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("fetched_at", sa.String(32), nullable=False),  # UTC ISO, comparable as text
+    sa.Column("body", sa.Text, nullable=False),  # the JSON answer
+)
+
 Migration = Callable[[sa.Connection], None]
 
 
@@ -236,6 +247,11 @@ def _realtime_requests(connection: sa.Connection) -> None:
         )
 
 
+def _metadata_answers(connection: sa.Connection) -> None:
+    """Version 8: the systems' metadata answers kept between runs (one quiet run no longer asks for them)."""
+    metadata.create_all(connection, tables=[metadata_answers])
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
 MIGRATIONS: list[Migration] = [
     _initial,
@@ -245,5 +261,6 @@ MIGRATIONS: list[Migration] = [
     _stream_properties,
     _confirmed_writes,
     _realtime_requests,
+    _metadata_answers,
 ]
 LATEST_VERSION = len(MIGRATIONS)
