@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 from mktdyn_common.backoff import Backoff
+from mktdyn_common.metadata_answers import MetadataAnswers
 
 from tap_dynamics_leads import batch as batch_format
 from tap_dynamics_leads import odata
@@ -75,8 +76,10 @@ class DataverseClient:
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
         tokens: BearerTokens | None = None,
+        metadata_answers: MetadataAnswers | None = None,
     ) -> None:
         self.connection = connection
+        self._answers = metadata_answers
         self.calls: Counter[str] = Counter(dict.fromkeys(KINDS, 0))
         self._session = DataverseSession(connection, self.calls, backoff=backoff, sleep=sleep, tokens=tokens)
         self._entities: dict[tuple[str, bool], EntityDefinition] = {}
@@ -96,10 +99,37 @@ class DataverseClient:
         params: dict[str, str | None] = {"$select": ",".join(ENTITY_SELECT)}
         if with_attributes:
             params["$expand"] = "Attributes"
-        body = self._get_json("metadata", self._entity_url(logical_name) + "?" + odata.encode_query(params))
+        body = self._metadata_json(self._entity_url(logical_name) + "?" + odata.encode_query(params))
         entity = parse_entity(body)
         self._entities[key] = entity
         return entity
+
+    def entity_definitions(self, logical_names: Sequence[str]) -> dict[str, EntityDefinition]:
+        """Several tables' definitions with their columns, in one request (cached like ``entity_definition``).
+
+        ``EntityDefinitions?$filter=LogicalName eq 'lead' or LogicalName eq 'contact'&$expand=Attributes``:
+        a tap's discovery is one metadata call whatever the number of streams. A table the answer lacks is
+        an error naming it (the caller cannot build its stream).
+        """
+        missing = [name for name in logical_names if (name, True) not in self._entities]
+        if missing:
+            params: dict[str, str | None] = {
+                "$select": ",".join(ENTITY_SELECT),
+                "$filter": " or ".join(odata.eq("LogicalName", name) for name in missing),
+                "$expand": "Attributes",
+            }
+            url = self._session.url("EntityDefinitions") + "?" + odata.encode_query(params)
+            found = {}
+            for item in self._rows(self._metadata_json(url), url):
+                entity = parse_entity(item)
+                found[entity.logical_name] = entity
+            for name in missing:
+                if name not in found:
+                    raise DataverseApiError(
+                        self._session.label("GET", url), "invalid_response", f"no table {name!r} in the answer"
+                    )
+                self._entities[(name, True)] = found[name]
+        return {name: self._entities[(name, True)] for name in logical_names}
 
     def attributes(self, logical_name: str) -> tuple[AttributeMetadata, ...]:
         """Every column with its type-specific metadata (lengths, ranges, options, targets, behaviour).
@@ -111,7 +141,7 @@ class DataverseClient:
         base_url = self._entity_url(logical_name) + "/Attributes"
         query = odata.encode_query({"$select": ",".join(BASE_ATTRIBUTE_SELECT)})
         listing = f"{base_url}?{query}"
-        items = self._rows(self._get_json("metadata", listing), listing)
+        items = self._rows(self._metadata_json(listing), listing)
         for item in items:
             if not isinstance(item.get("LogicalName"), str):
                 raise DataverseApiError(
@@ -125,7 +155,7 @@ class DataverseClient:
                 continue
             params = {"$select": select, "$expand": expand}
             url = f"{base_url}/Microsoft.Dynamics.CRM.{cast}?{odata.encode_query(params)}"
-            for detail in self._rows(self._get_json("metadata", url), url):
+            for detail in self._rows(self._metadata_json(url), url):
                 name = detail.get("LogicalName")
                 if name in attributes:
                     attributes[name] = merge_details(attributes[name], detail)
@@ -367,6 +397,17 @@ class DataverseClient:
                 f"expected 'value' to be a list of objects, got {str(rows)[:120]!r}",
             )
         return rows
+
+    def _metadata_json(self, url: str) -> dict[str, Any]:
+        """A metadata answer: from ``metadata_answers`` when it keeps one, else the API's (then kept)."""
+        if self._answers is None:
+            return self._get_json("metadata", url)
+        kept = self._answers.get(url)
+        if isinstance(kept, dict):
+            return kept
+        body = self._get_json("metadata", url)
+        self._answers.put(url, body)
+        return body
 
     def _get_json(self, kind: str, url: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         return self._json(self._session.send(kind, "GET", url, headers=headers))

@@ -169,11 +169,13 @@ class TapDynamicsLeads(Tap):
         return self._client
 
     def entity(self, logical_name: str) -> EntityDefinition:
-        """A table's definition with its columns: one metadata request per table per process."""
+        """A table's definition with its columns: one metadata request for every stream's table, per process."""
         if self._entities is None:
             self._entities = {}
         if logical_name not in self._entities:
-            self._entities[logical_name] = self.client.entity_definition(logical_name, with_attributes=True)
+            # Every stream's table in the one request (discovery costs one metadata call).
+            names = list(dict.fromkeys([logical_name, *(stream.logical_name for stream in STREAM_TYPES)]))
+            self._entities.update(self.client.entity_definitions(names))
         return self._entities[logical_name]
 
     def discover_streams(self) -> list[Stream]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 from mktdyn_common.errors import ApiError
+from mktdyn_common.metadata_answers import MetadataAnswers
 
 from tap_marketo_leads.connection import MAX_BATCH, MarketoConnection
 from tap_marketo_leads.envelope import SYSTEM
@@ -87,8 +88,10 @@ class MarketoClient:
         retry: RetryPolicy | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] | None = None,
+        metadata_answers: MetadataAnswers | None = None,
     ) -> None:
         self.connection = connection
+        self._answers = metadata_answers
         if sleep is None:
             self._transport = MarketoTransport(connection, retry, session)
         else:
@@ -129,7 +132,7 @@ class MarketoClient:
     def describe_leads(self) -> list[dict[str, Any]]:
         """The person fields (``leads/describe.json``), fetched once per client."""
         if self._describe is None:
-            payload = self._transport.call("GET", "/rest/v1/leads/describe.json", kind="metadata")
+            payload = self._metadata("/rest/v1/leads/describe.json")
             fields = payload.get("result")
             if fields is None:  # every field would look unknown and the field map check would blame the config
                 raise ApiError(SYSTEM, "GET /rest/v1/leads/describe.json", "invalid-response", "no 'result' described")
@@ -143,12 +146,24 @@ class MarketoClient:
         describe2's ``updateable`` names them, so writers read it (one metadata call per run; the tap does not).
         """
         if self._describe2 is None:
-            payload = self._transport.call("GET", "/rest/v1/leads/describe2.json", kind="metadata")
+            payload = self._metadata("/rest/v1/leads/describe2.json")
             result = payload.get("result")
             if not result or not isinstance(result[0], Mapping) or not isinstance(result[0].get("fields"), list):
                 raise ApiError(SYSTEM, "GET /rest/v1/leads/describe2.json", "invalid-response", "no 'fields' described")
             self._describe2 = list(result[0]["fields"])
         return self._describe2
+
+    def _metadata(self, path: str) -> dict[str, Any]:
+        """A metadata answer: from ``metadata_answers`` when it keeps one, else Marketo's (then kept)."""
+        if self._answers is None:
+            return self._transport.call("GET", path, kind="metadata")
+        key = self.connection.base_url + path
+        kept = self._answers.get(key)
+        if isinstance(kept, dict):
+            return kept
+        payload = self._transport.call("GET", path, kind="metadata")
+        self._answers.put(key, payload)
+        return payload
 
     def get_activity_types(self) -> list[dict[str, Any]]:
         """Every activity type of the instance (standard and custom)."""

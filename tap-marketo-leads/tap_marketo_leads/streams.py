@@ -427,7 +427,7 @@ class MarketoLeadsStream(Stream):
     ) -> Iterator[dict[str, Any]]:
         count = 0
         try:
-            for record in with_null_text(exporter.records(checkpoint.export_id, job, typer), typer, self._reread):
+            for record in self._null_text(exporter.records(checkpoint.export_id, job, typer), typer):
                 count += 1
                 yield self._complete(record, checkpoint.fields)
         except ApiError as exc:
@@ -436,8 +436,14 @@ class MarketoLeadsStream(Stream):
                 raise
             self.logger.warning("Export %s file is gone (%s); exporting the window again", checkpoint.export_id, exc)
             job, checkpoint = self._restart(exporter, checkpoint, in_flight)
-            for record in with_null_text(exporter.records(checkpoint.export_id, job, typer), typer, self._reread):
+            for record in self._null_text(exporter.records(checkpoint.export_id, job, typer), typer):
                 yield self._complete(record, checkpoint.fields)
+
+    def _null_text(self, records: Iterator[dict[str, Any]], typer: ValueTyper) -> Iterator[dict[str, Any]]:
+        """Export records with the word "null" told apart from empty, unless ``null_text_check`` is off."""
+        if self.config.get("null_text_check", True) is False:
+            return records
+        return with_null_text(records, typer, self._reread)
 
     def _reread(self, ids: list[Any], fields: list[str]) -> Iterator[dict[str, Any]]:
         """Persons by id through ``leads.json`` (values.with_null_text: the word "null" versus empty)."""

@@ -58,3 +58,26 @@ def test_the_word_null_is_a_value_both_ways(tmp_path: Path) -> None:
         assert world.row("lead", lead["dynamics_id"])["jobtitle"] == "null"
     finally:
         world.close()
+
+
+def test_without_the_null_text_check_the_tap_saves_its_rereads_and_reads_the_word_as_empty(tmp_path: Path) -> None:
+    """Issue 18: ``null_text_check: false`` trades the word "null" for one ``leads.json`` call per 300 persons."""
+    world = World(tmp_path, {}, persons=20, dynamics_only=2)
+    try:
+        world.sync()
+        lead = world.in_sync("lead")[0]
+        world.admin.marketo.edit("person", lead["marketo_id"], {"title": "null"})
+        world.pipeline.configs["tap-marketo-leads"]["null_text_check"] = False
+        world.reset_stats()
+        world.sync()
+        reads = world.admin.marketo.stats()["requests"]
+        assert "leads by filter" not in reads  # the export alone: no person read again by id
+        assert world.row("lead", lead["dynamics_id"]).get("jobtitle") is None  # the documented cost: read as empty
+        world.pipeline.configs["tap-marketo-leads"]["null_text_check"] = True
+        world.admin.marketo.edit("person", lead["marketo_id"], {"title": "null"})
+        world.reset_stats()
+        world.sync()
+        assert world.admin.marketo.stats()["requests"].get("leads by filter", 0) >= 1
+        assert world.row("lead", lead["dynamics_id"])["jobtitle"] == "null"
+    finally:
+        world.close()

@@ -294,6 +294,15 @@ def _alert_properties() -> list[th.Property[Any]]:
             description="unchanged rows of the activity log older than this are deleted at the end of each run "
             "(every other action is kept; each run's summary keeps its counts). 0 keeps them forever.",
         ),
+        th.Property(
+            "metadata_max_age_minutes",
+            th.IntegerType,
+            default=60,
+            title="Reuse field metadata (minutes)",
+            description="how long a merge run reuses both systems' field metadata (Marketo describe, Dataverse "
+            "column metadata: 21 requests) kept in the store by an earlier run; a field an administrator changes "
+            "reaches the sync within this time. 0 reads it every run. mktdyn check always reads it fresh.",
+        ),
     ]
 
 

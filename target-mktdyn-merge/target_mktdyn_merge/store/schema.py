@@ -175,6 +175,28 @@ realtime_requests = sa.Table(
     sa.Column("result", sa.Text),  # JSON: the answer given (or that would have been given) to the caller
 )
 
+# The systems' metadata answers (describe, column metadata), kept between runs for ``metadata_max_age_minutes``
+# (store/metadata_answers.py): a quiet run does not ask both systems for the same field metadata every time.
+metadata_answers = sa.Table(
+    "metadata_answers",
+    metadata,
+    sa.Column("key_hash", sa.String(64), primary_key=True),  # SHA-256 of the request (URLs can be long)
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("fetched_at", sa.String(32), nullable=False),  # UTC ISO, comparable as text
+    sa.Column("body", sa.Text, nullable=False),  # the JSON answer
+)
+
+# What one planning pass has done so far, by run (store/run_marks.py): the persons it decided on and the emails
+# it planned a person's create for. Kept here, not in Python sets, so the planner's memory stays flat in the
+# number of persons; a pass deletes its rows when it ends (a crashed one's are deleted by the next pass).
+run_marks = sa.Table(
+    "run_marks",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),  # person | create_email
+    sa.Column("mark", sa.String(320), primary_key=True),  # a person id, or a normalized email
+)
+
 Migration = Callable[[sa.Connection], None]
 
 
@@ -236,6 +258,16 @@ def _realtime_requests(connection: sa.Connection) -> None:
         )
 
 
+def _metadata_answers(connection: sa.Connection) -> None:
+    """Version 8: the systems' metadata answers kept between runs (one quiet run no longer asks for them)."""
+    metadata.create_all(connection, tables=[metadata_answers])
+
+
+def _run_marks(connection: sa.Connection) -> None:
+    """Version 9: what a planning pass has done so far lives in the store (flat memory in persons)."""
+    metadata.create_all(connection, tables=[run_marks])
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
 MIGRATIONS: list[Migration] = [
     _initial,
@@ -245,5 +277,7 @@ MIGRATIONS: list[Migration] = [
     _stream_properties,
     _confirmed_writes,
     _realtime_requests,
+    _metadata_answers,
+    _run_marks,
 ]
 LATEST_VERSION = len(MIGRATIONS)

@@ -29,6 +29,7 @@ from target_mktdyn_merge.core.values import utc_iso
 from target_mktdyn_merge.core.vocabulary import ENTITIES
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.history import prune_unchanged
+from target_mktdyn_merge.store.metadata_answers import StoredMetadataAnswers
 from target_mktdyn_merge.sync.alerts import owed_count, run_alerts, send_alerts
 from target_mktdyn_merge.sync.freshness import refresh_stale
 from target_mktdyn_merge.sync.marketo_activities import post_activities
@@ -65,8 +66,9 @@ def run_merge(store: Store, settings: MergeSettings, run_id: str, logger: loggin
         MktdynError: A configuration or API error that ends the run (the plugin closes it as failed).
         SystemExit: The run completed with more record-level failures than ``max_record_failures``.
     """
-    marketo = MarketoClient(settings.marketo_connection())
-    dynamics = DataverseClient(settings.dynamics_connection())
+    answers = StoredMetadataAnswers(store, timedelta(minutes=settings.metadata_max_age_minutes))
+    marketo = MarketoClient(settings.marketo_connection(), metadata_answers=answers)
+    dynamics = DataverseClient(settings.dynamics_connection(), metadata_answers=answers)
     try:
         counts, failures = _plan_and_write(store, settings, run_id, logger, marketo, dynamics)
         calls = {"marketo": dict(marketo.calls), "dynamics": dict(dynamics.calls)}
@@ -86,6 +88,11 @@ def _plan_and_write(
 ) -> tuple[Counter[str], int]:
     """Plan the run's writes and (unless a dry run) send them; the activities by action and the failures."""
     metadata = read_metadata(marketo, dynamics)
+    logger.info(
+        "field metadata: %d request(s) to the systems, the rest kept in the store (metadata_max_age_minutes %d)",
+        marketo.calls["metadata"] + dynamics.calls["metadata"],
+        settings.metadata_max_age_minutes,
+    )
     check_configuration(settings.field_map, settings.policy, metadata)
     plan = PlanSettings(
         run_id=run_id,

@@ -50,6 +50,7 @@ class MergeSettings:
         alerts: Where alerts go and when.
         guards: The bounds of the write phase (creates, change share, link-only).
         activity_retention_days: Age after which ``unchanged`` activities are deleted (0: never).
+        metadata_max_age_minutes: How long field metadata kept in the store is reused (0: read every run).
         connections: The ``marketo_*``/``dynamics_*`` connection settings, read when a client is needed.
     """
 
@@ -69,6 +70,7 @@ class MergeSettings:
     alerts: AlertSettings
     guards: WriteGuards
     activity_retention_days: int
+    metadata_max_age_minutes: int
     connections: Mapping[str, Any]
 
     @classmethod
@@ -118,6 +120,7 @@ class MergeSettings:
                 _flag(config, "link_only"),
             ),
             activity_retention_days=_number(config, "activity_retention_days", int),
+            metadata_max_age_minutes=_number(config, "metadata_max_age_minutes", int),
             connections=MappingProxyType({k: v for k, v in config.items() if k.startswith(("marketo_", "dynamics_"))}),
         )
 
