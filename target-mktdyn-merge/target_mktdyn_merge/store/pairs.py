@@ -62,6 +62,27 @@ def pairs_by_dynamics(connection: sa.Connection, keys: Iterable[tuple[str, str]]
     return found
 
 
+def persons_linked_to(connection: sa.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The Marketo person each of these (entity, Dynamics id) rows is linked to, if any.
+
+    What matching asks of a candidate's pair: only its person, so the baseline (the pair's largest part) is
+    neither read nor parsed.
+    """
+    table = tables.pairs
+    found: dict[tuple[str, str], str] = {}
+    by_entity: dict[str, list[str]] = {}
+    for entity, row_id in keys:
+        by_entity.setdefault(entity, []).append(row_id)
+    for entity, ids in by_entity.items():
+        for start in range(0, len(ids), CHUNK):
+            query = sa.select(table.c.dynamics_id, table.c.marketo_id).where(
+                table.c.entity == entity, table.c.dynamics_id.in_(ids[start : start + CHUNK])
+            )
+            for dynamics_id, marketo_id in connection.execute(query):
+                found[(entity, str(dynamics_id))] = str(marketo_id)
+    return found
+
+
 def _pair_values(pair: Pair) -> dict[str, Any]:
     return {
         "marketo_id": pair.marketo_id,

@@ -186,6 +186,17 @@ metadata_answers = sa.Table(
     sa.Column("body", sa.Text, nullable=False),  # the JSON answer
 )
 
+# What one planning pass has done so far, by run (store/run_marks.py): the persons it decided on and the emails
+# it planned a person's create for. Kept here, not in Python sets, so the planner's memory stays flat in the
+# number of persons; a pass deletes its rows when it ends (a crashed one's are deleted by the next pass).
+run_marks = sa.Table(
+    "run_marks",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),  # person | create_email
+    sa.Column("mark", sa.String(320), primary_key=True),  # a person id, or a normalized email
+)
+
 Migration = Callable[[sa.Connection], None]
 
 
@@ -252,6 +263,11 @@ def _metadata_answers(connection: sa.Connection) -> None:
     metadata.create_all(connection, tables=[metadata_answers])
 
 
+def _run_marks(connection: sa.Connection) -> None:
+    """Version 9: what a planning pass has done so far lives in the store (flat memory in persons)."""
+    metadata.create_all(connection, tables=[run_marks])
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
 MIGRATIONS: list[Migration] = [
     _initial,
@@ -262,5 +278,6 @@ MIGRATIONS: list[Migration] = [
     _confirmed_writes,
     _realtime_requests,
     _metadata_answers,
+    _run_marks,
 ]
 LATEST_VERSION = len(MIGRATIONS)

@@ -48,6 +48,22 @@ def _row_to_staged(row: sa.Row[Any], selected: frozenset[str] | None = None) -> 
     )
 
 
+def _reuse(known: Mapping[str, StagedRecord] | None, row: sa.Row[Any]) -> StagedRecord | None:
+    """A record already decoded from this very row, if any.
+
+    Planning reads a staged row several times (its dirty batch, then by email for its own and its neighbours'
+    matching): decoding its JSON each time was the largest single cost of planning. ``changed_seq`` is drawn
+    from the store's counter whenever a row's content or deletion changes, so an equal ``changed_seq`` (and
+    ``merged_seq``) means the same content: reusing the decoded record answers exactly as decoding again.
+    """
+    if known is None:
+        return None
+    record = known.get(row.record_id)
+    if record is None or record.changed_seq != row.changed_seq or record.merged_seq != row.merged_seq:
+        return None
+    return record
+
+
 class Staging(RunLog):
     """Staged source records: idempotent staging, the newest version wins, what changed since the last merge."""
 
@@ -233,8 +249,13 @@ class Staging(RunLog):
             ).first()
         return None if row is None else _row_to_staged(row, selected)
 
-    def staged_records(self, stream: str, record_ids: Iterable[str]) -> dict[str, StagedRecord]:
-        """The staged versions of many records of ``stream`` (live or deleted), by id; absent ids are missing."""
+    def staged_records(
+        self, stream: str, record_ids: Iterable[str], known: Mapping[str, StagedRecord] | None = None
+    ) -> dict[str, StagedRecord]:
+        """The staged versions of many records of ``stream`` (live or deleted), by id; absent ids are missing.
+
+        ``known``: records already decoded, reused when the row is still that version (see ``_reuse``).
+        """
         table = tables.staged
         selected = self._selected(stream)
         wanted = sorted({str(i) for i in record_ids})
@@ -245,11 +266,13 @@ class Staging(RunLog):
                 for row in connection.execute(
                     sa.select(table).where(table.c.source == stream, table.c.record_id.in_(chunk))
                 ):
-                    found[row.record_id] = _row_to_staged(row, selected)
+                    found[row.record_id] = _reuse(known, row) or _row_to_staged(row, selected)
         return found
 
-    def staged_by_email(self, stream: str, emails: Iterable[str]) -> dict[str, list[StagedRecord]]:
-        """Live (not deleted) staged records of ``stream`` by normalized email."""
+    def staged_by_email(
+        self, stream: str, emails: Iterable[str], known: Mapping[str, StagedRecord] | None = None
+    ) -> dict[str, list[StagedRecord]]:
+        """Live (not deleted) staged records of ``stream`` by normalized email (``known``: as ``staged_records``)."""
         table = tables.staged
         selected = self._selected(stream)
         found: dict[str, list[StagedRecord]] = {}
@@ -262,7 +285,8 @@ class Staging(RunLog):
                         table.c.source == stream, table.c.email_norm.in_(chunk), table.c.deleted_at.is_(None)
                     )
                 ):
-                    found.setdefault(row.email_norm, []).append(_row_to_staged(row, selected))
+                    record = _reuse(known, row) or _row_to_staged(row, selected)
+                    found.setdefault(row.email_norm, []).append(record)
         return found
 
     def dirty_records(self, stream: str, batch_size: int = 1000) -> Iterator[list[StagedRecord]]:

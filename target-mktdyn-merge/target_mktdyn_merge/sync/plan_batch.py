@@ -23,6 +23,7 @@ from target_mktdyn_merge.store.activity_log import record_activities
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import plan_writes, supersede
 from target_mktdyn_merge.store.pairs import delete_pair, save_pairs
+from target_mktdyn_merge.store.run_marks import add_marks
 from target_mktdyn_merge.store.staging import mark_merged
 from target_mktdyn_merge.store.tombstones import bury
 
@@ -52,6 +53,8 @@ class PlanBatch:
     merged: dict[str, list[StagedRecord]] = field(default_factory=dict)
     #: (system, entity, id, deleted_at, fingerprint) of records whose counterpart was deleted.
     tombstones: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    #: What the pass did in this batch, by kind (``store.run_marks``): written with the decisions.
+    marks: dict[str, set[str]] = field(default_factory=dict)
 
     def mark(self, record: StagedRecord) -> None:
         """The batch decided on this version of the record."""
@@ -91,6 +94,8 @@ def commit_batch(store: Store, settings: PlanSettings, batch: PlanBatch, counts:
             supersede(connection, batch.writes)
         plan_writes(connection, settings.run_id, batch.writes, "dry_run" if settings.dry_run else "planned")
         save_pairs(connection, batch.pairs_to_save.values(), settings.run_id)
+        for kind, marks in batch.marks.items():
+            add_marks(connection, settings.run_id, kind, marks)
         if settings.dry_run:
             return
         for pair in batch.pairs_to_delete:

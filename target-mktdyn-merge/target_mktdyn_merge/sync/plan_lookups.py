@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from target_mktdyn_merge.core.matching import DynamicsRow
-from target_mktdyn_merge.core.records import Pair, StagedRecord
+from target_mktdyn_merge.core.records import StagedRecord
 from target_mktdyn_merge.core.vocabulary import CONTACTS_FIRST, DYNAMICS_STREAM, PERSONS_STREAM, Entity
 from target_mktdyn_merge.store.activity_log import creates_found_existing
 from target_mktdyn_merge.store.database import Store
-from target_mktdyn_merge.store.pairs import pairs_by_dynamics
+from target_mktdyn_merge.store.pairs import persons_linked_to
 from target_mktdyn_merge.store.tombstones import buried_among
 
 
@@ -26,50 +26,56 @@ class BatchLookups:
         self.store = store
         self.staged: dict[tuple[str, str], StagedRecord | None] = {}
         self.by_email: dict[tuple[str, str], list[StagedRecord]] = {}
-        self.dynamics_pairs: dict[tuple[str, str], Pair | None] = {}
+        #: The person each lead or contact read by email is linked to (None: not linked).
+        self.dynamics_links: dict[tuple[str, str], str | None] = {}
         self.tombstone_ids: set[str] = set()
         self.tombstones: set[tuple[str, str, str]] = set()
         #: The batch's persons, and (once asked) which of them a real run found an existing lead for.
         self.batch_persons: set[str] = set()
         self.found_existing: set[str] | None = None
+        #: Every record decoded for this batch, by stream and id (reused when read again at the same version).
+        self.pool: dict[str, dict[str, StagedRecord]] = {}
 
     def clear(self) -> None:
         """Forget everything (a batch committed; memory stays bounded by the batch size)."""
         self.staged.clear()
         self.by_email.clear()
-        self.dynamics_pairs.clear()
+        self.dynamics_links.clear()
         self.tombstone_ids.clear()
         self.tombstones.clear()
         self.batch_persons.clear()
         self.found_existing = None
+        self.pool.clear()
+
+    def decoded(self, records: Iterable[StagedRecord]) -> None:
+        """Records the batch already holds (its own): reused, not decoded again, when the store reads them."""
+        for record in records:
+            self.pool.setdefault(record.source, {})[record.record_id] = record
 
     def prefetch_records(self, stream: str, record_ids: Iterable[str]) -> None:
         """Staged records of ``stream`` by id."""
         wanted = {i for i in record_ids if (stream, i) not in self.staged}
-        found = self.store.staged_records(stream, wanted)
+        found = self.store.staged_records(stream, wanted, self.pool.get(stream))
+        self.decoded(found.values())
         for record_id in wanted:
             self.staged[(stream, record_id)] = found.get(record_id)
 
     def prefetch_emails(self, emails: Iterable[str | None]) -> None:
-        """Live persons, contacts and leads with these emails, and the pairs of those contacts and leads."""
+        """Live persons, contacts and leads with these emails, and whom those contacts and leads are linked to."""
         wanted = {e for e in emails if e}
         rows: list[tuple[str, str]] = []
         for entity, stream in (("person", PERSONS_STREAM), *((e, DYNAMICS_STREAM[e]) for e in CONTACTS_FIRST)):
             missing = [e for e in wanted if (stream, e) not in self.by_email]
-            found = self.store.staged_by_email(stream, missing)
+            found = self.store.staged_by_email(stream, missing, self.pool.get(stream))
             for email in missing:
                 self.by_email[(stream, email)] = found.get(email, [])
             for records in found.values():
+                self.decoded(records)
                 for record in records:
                     self.staged.setdefault((stream, record.record_id), record)
                     if entity != "person":
                         rows.append((entity, record.record_id))
-        missing_pairs = [key for key in rows if key not in self.dynamics_pairs]
-        if missing_pairs:
-            with self.store.transaction() as connection:
-                pairs = pairs_by_dynamics(connection, missing_pairs)
-            for key in missing_pairs:
-                self.dynamics_pairs[key] = pairs.get(key)
+        self._prefetch_links(rows)
 
     def prefetch_tombstones(self, record_ids: Iterable[str]) -> None:
         """Which of these records (of either system) have a tombstone."""
@@ -105,16 +111,19 @@ class BatchLookups:
             self.by_email[key] = self.store.staged_by_email(stream, [email]).get(email, [])
         return self.by_email[key]
 
-    def pairs_by_dynamics(self, entity: Entity, records: list[StagedRecord]) -> dict[tuple[str, str], Pair]:
-        """The pairs of these leads or contacts, by (entity, id)."""
+    def linked_persons(self, entity: Entity, records: list[StagedRecord]) -> dict[tuple[str, str], str]:
+        """The person each of these leads or contacts is linked to, by (entity, id) (unlinked ones absent)."""
         keys = [(entity, r.record_id) for r in records]
-        missing = [key for key in keys if key not in self.dynamics_pairs]
+        self._prefetch_links(keys)
+        return {key: person for key in keys if (person := self.dynamics_links[key]) is not None}
+
+    def _prefetch_links(self, keys: Sequence[tuple[str, str]]) -> None:
+        missing = [key for key in keys if key not in self.dynamics_links]
         if missing:
             with self.store.transaction() as connection:
-                found = pairs_by_dynamics(connection, missing)
+                found = persons_linked_to(connection, missing)
             for key in missing:
-                self.dynamics_pairs[key] = found.get(key)
-        return {key: pair for key in keys if (pair := self.dynamics_pairs[key]) is not None}
+                self.dynamics_links[key] = found.get(key)
 
     def may_be_buried(self, system: str, entity: str, record_id: str) -> bool:
         """False only when the prefetch saw that the record has no tombstone."""

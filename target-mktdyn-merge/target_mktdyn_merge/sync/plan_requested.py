@@ -35,11 +35,12 @@ class PersonsPlanner(Planner):
 
     def run_persons(self, person_ids: Sequence[str]) -> Counter[str]:
         """Plan these persons (their staged versions, changed or not); counts of activities by action."""
-        self._collect_qualifications()
+        self._begin()
         records = sorted(self.store.staged_records(PERSONS_STREAM, person_ids).values(), key=lambda r: r.record_id)
         size = self.settings.batch_size
         for start in range(0, len(records), size):
             self._person_batch(records[start : start + size])
+        self._end()
         return self.counts
 
     def _create_decision(self, person: StagedRecord, result: MatchResult) -> CreateDecision:

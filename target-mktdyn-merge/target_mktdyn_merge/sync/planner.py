@@ -40,6 +40,7 @@ from target_mktdyn_merge.core.vocabulary import CONTACTS_FIRST, DYNAMICS_STREAM,
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.history import changed_counts
 from target_mktdyn_merge.store.pairs import pairs_by_dynamics, pairs_by_person
+from target_mktdyn_merge.store.run_marks import CREATE_EMAIL, PERSON, clear_marks
 from target_mktdyn_merge.store.runs import first_merge_started
 from target_mktdyn_merge.store.runs import merge_run_number as store_merge_run_number
 from target_mktdyn_merge.store.tombstones import fingerprint, still_buried
@@ -47,6 +48,7 @@ from target_mktdyn_merge.sync.plan_batch import PlanBatch, PlanSettings, commit_
 from target_mktdyn_merge.sync.plan_creates import created_since, lead_create, person_create
 from target_mktdyn_merge.sync.plan_deletes import dynamics_deleted, person_deleted
 from target_mktdyn_merge.sync.plan_lookups import BatchLookups, dynamics_row
+from target_mktdyn_merge.sync.plan_marks import PassMarks
 from target_mktdyn_merge.sync.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -60,9 +62,10 @@ class Planner:
     def __init__(self, store: Store, settings: PlanSettings) -> None:
         self.store = store
         self.settings = settings
-        self.processed_persons: set[str] = set()
-        self.created_for_email: set[str] = set()
-        # Links made in this run (a dry run does not save them, but must not link a row twice).
+        #: Persons this pass decided on, and emails it planned a person's create for (sync/plan_marks.py).
+        self.processed_persons = PassMarks(store, settings.run_id, PERSON)
+        self.created_for_email = PassMarks(store, settings.run_id, CREATE_EMAIL)
+        #: Links made in the current batch; earlier batches' are saved pairs (a dry run saves its links too).
         self.run_links: dict[tuple[str, str], str] = {}
         self.counts: Counter[str] = Counter()
         self.qualified: dict[str, list[StagedRecord]] = {}
@@ -81,7 +84,7 @@ class Planner:
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> Counter[str]:
         """Plan everything; return counts of activities by action."""
-        self._collect_qualifications()
+        self._begin()
         progress = Progress(logger, "planning", sum(changed_counts(self.store).values()), "changed records")
         for records in self.store.dirty_records(PERSONS_STREAM, self.settings.batch_size):
             self._person_batch(records)
@@ -90,7 +93,27 @@ class Planner:
             for records in self.store.dirty_records(DYNAMICS_STREAM[entity], self.settings.batch_size):
                 self._dynamics_batch(entity, records)
                 progress.advance(len(records))
+        self._end()
         return self.counts
+
+    def _begin(self) -> None:
+        """Start a pass: delete the marks of passes no longer running; collect the qualified contacts."""
+        with self.store.transaction() as connection:
+            clear_marks(connection, self.settings.run_id)
+        self._collect_qualifications()
+
+    def _end(self) -> None:
+        """End a pass: its marks are deleted (memory and store stay bounded)."""
+        with self.store.transaction() as connection:
+            clear_marks(connection, self.settings.run_id)
+
+    def _commit(self, batch: PlanBatch) -> None:
+        """Write the batch's decisions and marks; then only its saved pairs remember its links."""
+        batch.marks = {PERSON: self.processed_persons.new, CREATE_EMAIL: self.created_for_email.new}
+        commit_batch(self.store, self.settings, batch, self.counts)
+        self.processed_persons.committed()
+        self.created_for_email.committed()
+        self.run_links.clear()
 
     def _collect_qualifications(self) -> None:
         """Contacts created by qualifying a lead, by that lead's id (they move the lead's pair)."""
@@ -116,7 +139,7 @@ class Planner:
                 self._person(record, pairs.get(record.record_id), batch)
             if record.record_id not in self.linked_only:
                 batch.mark(record)
-        commit_batch(self.store, self.settings, batch, self.counts)
+        self._commit(batch)
 
     def _dynamics_batch(self, entity: Entity, records: list[StagedRecord]) -> None:
         batch = PlanBatch()
@@ -148,11 +171,12 @@ class Planner:
             else:
                 self._unlinked_row(entity, record, batch)
             batch.mark(record)
-        commit_batch(self.store, self.settings, batch, self.counts)
+        self._commit(batch)
 
     def _prefetch(self, records: list[StagedRecord], pairs: Iterable[Pair]) -> None:
         """Fill the batch's lookups: linked rows, everything sharing an email with the batch, tombstones."""
         pairs = list(pairs)
+        self.lookups.decoded(records)
         for entity in CONTACTS_FIRST:
             self.lookups.prefetch_records(DYNAMICS_STREAM[entity], [p.dynamics_id for p in pairs if p.entity == entity])
         self.lookups.prefetch_emails(r.email_norm for r in records)
@@ -162,6 +186,11 @@ class Planner:
         self.lookups.prefetch_tombstones(
             [r.record_id for r in records] + [k[1] for k, r in self.lookups.staged.items() if r is not None]
         )
+        self.processed_persons.prefetch(
+            [r.record_id for r in records if r.source == PERSONS_STREAM]
+            + [key[1] for key in self.lookups.staged if key[0] == PERSONS_STREAM]
+        )
+        self.created_for_email.prefetch(r.email_norm for r in records if r.source != PERSONS_STREAM)
 
     # -- persons --------------------------------------------------------------------------------
     def _candidates(self, email: str | None) -> list[DynamicsRow]:
@@ -172,10 +201,10 @@ class Planner:
             found = self.lookups.staged_by_email(DYNAMICS_STREAM[entity], email)
             if not found:
                 continue
-            linked = self.lookups.pairs_by_dynamics(entity, found)
+            linked = self.lookups.linked_persons(entity, found)
             for record in found:
-                pair = linked.get((entity, record.record_id))
-                linked_person = pair.marketo_id if pair else self.run_links.get((entity, record.record_id))
+                key = (entity, record.record_id)
+                linked_person = linked[key] if key in linked else self.run_links.get(key)
                 rows.append(dynamics_row(entity, record, linked_person, self.settings.sync_filter_field))
         return rows
 
