@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import requests
+import sqlalchemy as sa
+from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
 
@@ -27,8 +29,10 @@ def test_a_webhook_and_a_batch_run_on_the_same_new_persons_create_one_lead_each(
     """The batch would create the leads too (the persons are flagged); the store's write lock orders the two.
 
     Both extractions ran before either webhook: the batch's merge leg plans from a store where neither person
-    has a lead. Person A's webhook fires as the merge leg starts (the webhook's pass goes first); B's once the
-    merge leg holds the lock (the batch goes first, the webhook waits and then finds B's lead).
+    has a lead. Person A's webhook fires and is answered before the merge leg starts (the webhook's pass goes
+    first); B's once the merge leg holds the lock (the batch goes first, the webhook waits and then finds B's
+    lead). Waiting for the merge leg's own run, not just any lock holder, keeps the two orders apart however fast
+    the merge leg reaches the lock (it no longer reads field metadata first, issue 18).
     """
     emails = {"a": "race.a@example.com", "b": "race.b@example.com"}
     persons = {key: realtime.new_person(email) for key, email in emails.items()}
@@ -37,13 +41,17 @@ def test_a_webhook_and_a_batch_run_on_the_same_new_persons_create_one_lead_each(
     pipeline = Pipeline(realtime.info, realtime.workdir / "batch", store_url=realtime.store_url)
     fired: dict[str, list[dict[str, Any]]] = {}
 
-    def webhooks() -> None:
-        fired["a"] = realtime.trigger([persons["a"]])
-        wait_until_the_lock_is_taken(realtime.store_url, seconds=20)
+    def webhook_b() -> None:
+        wait_until_a_merge_run_holds_the_lock(realtime.store_url, seconds=20)
         fired["b"] = realtime.trigger([persons["b"]])
 
-    thread = threading.Thread(target=webhooks)
-    pipeline.sync(before_merge=thread.start)
+    thread = threading.Thread(target=webhook_b)
+
+    def before_merge() -> None:
+        fired["a"] = realtime.trigger([persons["a"]])
+        thread.start()
+
+    pipeline.sync(before_merge=before_merge)
     thread.join(60)
     creators: dict[str, str] = {}
     for key, email in emails.items():
@@ -55,6 +63,30 @@ def test_a_webhook_and_a_batch_run_on_the_same_new_persons_create_one_lead_each(
         verify = realtime.mktdyn("verify", "--person", str(persons[key]), config=realtime.config_file(), check=False)
         assert verify.returncode == 0, verify.stdout + verify.stderr
     assert creators == {"a": "realtime", "b": "merge"}  # each order happened once
+
+
+def wait_until_a_merge_run_holds_the_lock(store_url: str, seconds: float) -> None:
+    """Return once a batch merge run has started and the store's write lock is held (or after ``seconds``).
+
+    The real-time worker is idle then (its request was answered before the merge leg started), so the holder is
+    the merge leg.
+    """
+    store = Store(store_url)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            with store.transaction() as connection:
+                running = connection.execute(
+                    sa.select(tables.runs.c.run_id).where(
+                        tables.runs.c.mode == "merge", tables.runs.c.status == "running"
+                    )
+                ).first()
+            if running is not None:
+                break
+            time.sleep(0.02)
+    finally:
+        store.close()
+    wait_until_the_lock_is_taken(store_url, max(0.0, deadline - time.monotonic()))
 
 
 def wait_until_the_lock_is_taken(store_url: str, seconds: float) -> None:

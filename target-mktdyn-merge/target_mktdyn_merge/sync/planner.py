@@ -39,7 +39,7 @@ from target_mktdyn_merge.core.records import Pair, StagedRecord
 from target_mktdyn_merge.core.vocabulary import CONTACTS_FIRST, DYNAMICS_STREAM, PERSONS_STREAM, Entity
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.history import changed_counts
-from target_mktdyn_merge.store.pairs import pairs_by_dynamics, pairs_by_person
+from target_mktdyn_merge.store.pairs import pairs_by_dynamics, pairs_by_person, persons_linked_to
 from target_mktdyn_merge.store.run_marks import CREATE_EMAIL, PERSON, clear_marks
 from target_mktdyn_merge.store.runs import first_merge_started
 from target_mktdyn_merge.store.runs import merge_run_number as store_merge_run_number
@@ -142,26 +142,29 @@ class Planner:
         self._commit(batch)
 
     def _dynamics_batch(self, entity: Entity, records: list[StagedRecord]) -> None:
+        """Leads or contacts that changed: deletes, their linked persons not decided yet, unlinked rows.
+
+        Most linked persons were decided by the person batches already (an initial sync: all of them), so
+        whole pairs (their baselines) are read only for a deleted row and for a person still to decide.
+        """
         batch = PlanBatch()
         self.lookups.clear()
+        keys = [(entity, r.record_id) for r in records]
         with self.store.transaction() as connection:
-            pairs = pairs_by_dynamics(connection, ((entity, r.record_id) for r in records))
-        linked_persons: set[str] = set()
-        for record in records:
-            pair = pairs.get((entity, record.record_id))
-            person_id = pair.marketo_id if pair else self.run_links.get((entity, record.record_id))
-            if person_id is not None:
-                linked_persons.add(person_id)
-        self.lookups.prefetch_records(PERSONS_STREAM, linked_persons)
-        persons = [r for i in linked_persons if (r := self.lookups.staged_record(PERSONS_STREAM, i)) is not None]
+            links = persons_linked_to(connection, keys)
+            pairs = pairs_by_dynamics(connection, [(entity, r.record_id) for r in records if r.deleted])
+        linked = {key: who for key in keys if (who := links.get(key) or self.run_links.get(key)) is not None}
+        self.processed_persons.prefetch(linked.values())
+        to_decide = {person for person in linked.values() if person not in self.processed_persons}
+        self.lookups.prefetch_records(PERSONS_STREAM, to_decide | {pair.marketo_id for pair in pairs.values()})
+        persons = [r for i in to_decide if (r := self.lookups.staged_record(PERSONS_STREAM, i)) is not None]
         with self.store.transaction() as connection:
-            person_pairs = pairs_by_person(connection, linked_persons)
+            person_pairs = pairs_by_person(connection, to_decide)
         self._prefetch([*records, *persons], person_pairs.values())
-        for record in records:
-            pair = pairs.get((entity, record.record_id))
-            linked_person = pair.marketo_id if pair else self.run_links.get((entity, record.record_id))
+        for record, key in zip(records, keys, strict=True):
+            linked_person = linked.get(key)
             if record.deleted:
-                if pair is not None:
+                if (pair := pairs.get(key)) is not None:
                     self._dynamics_deleted(entity, record, pair, batch)
             elif linked_person is not None:
                 if linked_person not in self.processed_persons:
