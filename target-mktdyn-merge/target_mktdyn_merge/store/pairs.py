@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,19 +46,10 @@ def pairs_by_person(connection: sa.Connection, person_ids: Iterable[str]) -> dic
 
 def pairs_by_dynamics(connection: sa.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Pair]:
     """Existing pairs of these (entity, Dynamics id) rows."""
-    table = tables.pairs
     found: dict[tuple[str, str], Pair] = {}
-    by_entity: dict[str, list[str]] = {}
-    for entity, row_id in keys:
-        by_entity.setdefault(entity, []).append(row_id)
-    for entity, ids in by_entity.items():
-        for start in range(0, len(ids), CHUNK):
-            query = sa.select(table).where(
-                table.c.entity == entity, table.c.dynamics_id.in_(ids[start : start + CHUNK])
-            )
-            for row in connection.execute(query):
-                pair = _from_row(row)
-                found[(pair.entity, pair.dynamics_id)] = pair
+    for row in _rows_by_dynamics(connection, keys, [tables.pairs]):
+        pair = _from_row(row)
+        found[(pair.entity, pair.dynamics_id)] = pair
     return found
 
 
@@ -69,18 +60,27 @@ def persons_linked_to(connection: sa.Connection, keys: Iterable[tuple[str, str]]
     neither read nor parsed.
     """
     table = tables.pairs
-    found: dict[tuple[str, str], str] = {}
+    columns = [table.c.entity, table.c.dynamics_id, table.c.marketo_id]
+    return {
+        (str(entity), str(dynamics_id)): str(marketo_id)
+        for entity, dynamics_id, marketo_id in _rows_by_dynamics(connection, keys, columns)
+    }
+
+
+def _rows_by_dynamics(
+    connection: sa.Connection, keys: Iterable[tuple[str, str]], columns: list[Any]
+) -> Iterator[sa.Row[Any]]:
+    """``columns`` of the pairs of these (entity, Dynamics id) rows, ``CHUNK`` ids per query."""
+    table = tables.pairs
     by_entity: dict[str, list[str]] = {}
     for entity, row_id in keys:
         by_entity.setdefault(entity, []).append(row_id)
     for entity, ids in by_entity.items():
         for start in range(0, len(ids), CHUNK):
-            query = sa.select(table.c.dynamics_id, table.c.marketo_id).where(
+            query = sa.select(*columns).where(
                 table.c.entity == entity, table.c.dynamics_id.in_(ids[start : start + CHUNK])
             )
-            for dynamics_id, marketo_id in connection.execute(query):
-                found[(entity, str(dynamics_id))] = str(marketo_id)
-    return found
+            yield from connection.execute(query)
 
 
 def _pair_values(pair: Pair) -> dict[str, Any]:
