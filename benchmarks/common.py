@@ -18,10 +18,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any
 
 import psutil
 from mktdyn_sandbox.plugin_config import (
@@ -292,60 +292,46 @@ class ApiCalls:
         return sum(n for name, n in self.by_endpoint.get(system, {}).items() if all(w in name.lower() for w in wanted))
 
 
-# -- the SDK floors ---------------------------------------------------------------------------------------
-def floor_tap_main(template_path: Path, counts: dict[str, int]) -> None:
-    """A trivial singer-sdk tap emitting ``counts[stream]`` copies of the template's sample records."""
-    import logging
-
-    from singer_sdk import Stream, Tap
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # so the SDK prints its record_count metrics
-    template = json.loads(template_path.read_text())
-
-    class MemoryStream(Stream):
-        def __init__(self, tap: Tap, name: str) -> None:
-            self._samples = template[name]["records"]
-            self._key = template[name]["key"]
-            self._count = counts.get(name, 0)
-            super().__init__(tap=tap, schema=template[name]["schema"], name=name)
-            self.primary_keys = [self._key]
-            if template[name].get("replication_key"):
-                self.replication_key = template[name]["replication_key"]
-
-        def get_records(self, context: Any) -> Iterator[dict[str, Any]]:
-            samples, key = self._samples, self._key
-            for index in range(self._count):
-                record = dict(samples[index % len(samples)])
-                record[key] = index + 1 if isinstance(record.get(key), int) else f"{index:032x}"
-                yield record
-
-    class FloorTap(Tap):
-        name = "tap-floor"
-        config_jsonschema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
-
-        def discover_streams(self) -> list[Stream]:
-            return [MemoryStream(self, name) for name in template]
-
-    FloorTap(config={}).sync_all()
+# -- the SDK floors (the plugins themselves live in floors.py, which imports only the SDK) ----------------
+MELTANO_FLOOR_PROJECT = """\
+default_environment: floor
+project_id: mktdyn-bench-meltano-floor
+send_anonymous_usage_stats: false
+plugins:
+  extractors:
+  - {{name: tap-floor-a, namespace: tap_floor_a, executable: {tap}, capabilities: [catalog, discover, state]}}
+  - {{name: tap-floor-b, namespace: tap_floor_b, executable: {tap}, capabilities: [catalog, discover, state]}}
+  loaders:
+  - {{name: target-floor-a, namespace: target_floor_a, executable: {target}}}
+  - {{name: target-floor-b, namespace: target_floor_b, executable: {target}}}
+environments:
+- name: floor
+jobs:
+- name: sync
+  tasks:
+  - tap-floor-a target-floor-a tap-floor-b target-floor-b
+"""
 
 
-def floor_target_main() -> None:
-    """A no-op singer-sdk target: the SDK reads, parses and validates every record, the sink does nothing."""
-    from singer_sdk import Target
-    from singer_sdk.sinks import BatchSink
-
-    class NoopSink(BatchSink):
-        MAX_SIZE_DEFAULT = 5000
-
-        def process_batch(self, context: dict[str, Any]) -> None:
-            return None
-
-    class NoopTarget(Target):
-        name = "target-noop"
-        config_jsonschema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
-        default_sink_class = NoopSink
-
-    NoopTarget.cli()
+def meltano_floor(work: Path, runs: int = 3) -> Measured:
+    """``meltano run`` of a job shaped like ``sync`` (two taps discovered and run, two targets) with trivial
+    singer-sdk plugins that have nothing to do: what Meltano and six plugin start-ups cost before any work,
+    the floor of a quiet run. The fastest of ``runs`` after a first run that creates Meltano's system database."""
+    project = work / "meltano-floor"
+    project.mkdir(parents=True, exist_ok=True)
+    scripts = {}
+    for kind in ("tap", "target"):
+        script = project / f"{kind}-floor"
+        flag = "--floor-cli-tap" if kind == "tap" else "--floor-target"
+        floors = Path(__file__).resolve().with_name("floors.py")
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{floors}" {flag} "$@"\n')
+        script.chmod(0o755)
+        scripts[kind] = script
+    (project / "meltano.yml").write_text(MELTANO_FLOOR_PROJECT.format(**scripts))
+    command = [str(BIN / "meltano"), "run", "sync"]
+    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    run_measured(command, env=env, cwd=project)
+    return min((run_measured(command, env=env, cwd=project) for _ in range(runs)), key=lambda m: m.seconds)
 
 
 @dataclass(frozen=True)
@@ -397,7 +383,7 @@ def singer_template(singer_lines: Iterable[str], samples: int = 500) -> dict[str
 
 def floor_command(kind: str, *args: str) -> list[str]:
     """The command line that runs a floor (``tap`` or ``target``) in a fresh interpreter."""
-    return [sys.executable, str(Path(__file__).resolve()), f"--floor-{kind}", *args]
+    return [sys.executable, str(Path(__file__).resolve().with_name("floors.py")), f"--floor-{kind}", *args]
 
 
 def log(text: str) -> None:
@@ -408,18 +394,3 @@ def log(text: str) -> None:
 def write_json(path: Path, data: Any) -> Path:
     path.write_text(json.dumps(data))
     return path
-
-
-def main(argv: list[str]) -> None:
-    """The floors' entry point (``--floor-tap TEMPLATE COUNTS_JSON`` or ``--floor-target [target args]``)."""
-    if argv and argv[0] == "--floor-tap":
-        floor_tap_main(Path(argv[1]), json.loads(argv[2]))
-    elif argv and argv[0] == "--floor-target":
-        sys.argv = [sys.argv[0], *argv[1:]]
-        floor_target_main()
-    else:
-        raise SystemExit("usage: common.py --floor-tap TEMPLATE COUNTS | --floor-target [--config FILE]")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
