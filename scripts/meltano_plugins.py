@@ -7,10 +7,16 @@ overwrite each other's configuration); installing the plugins into each of those
 So the plugins are installed once, into the project's own ``.meltano``, and each throwaway directory links to
 those virtualenvs. The installs are editable: a change to the code needs no reinstall, a change to a
 ``pyproject.toml`` or a ``pip_url`` triggers one.
+
+Everything is installed with its bytecode compiled (``UV_COMPILE_BYTECODE``, and ``compileall`` for this
+checkout's editable sources). Without it, a machine or worker image that sets ``PYTHONDONTWRITEBYTECODE`` (as
+this workspace and many Dockerfiles do) compiles every imported module at every process start: about 1 s per
+plugin process, six per ``meltano run sync``, most of a quiet run (docs/architecture.md §7).
 """
 
 from __future__ import annotations
 
+import compileall
 import fcntl
 import hashlib
 import os
@@ -23,6 +29,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SYS_DIR = ROOT / ".meltano"
 PLUGIN_TYPES = ("extractors", "loaders", "utilities")
+#: This checkout's packages, installed editable: their bytecode lives next to their sources.
+SOURCES = ("mktdyn-common", "tap-marketo-leads", "tap-dynamics-leads", "target-mktdyn-merge", "sandbox")
 MELTANO = str(Path(sys.executable).parent / "meltano")
 
 
@@ -30,6 +38,7 @@ def _fingerprint() -> str:
     """What the installed virtualenvs depend on: every pip_url and every package's pyproject.toml."""
     project = yaml.safe_load((ROOT / "meltano.yml").read_text())
     digest = hashlib.sha256(sys.executable.encode())
+    digest.update(b"bytecode compiled at install\n")  # installs made before that are redone
     for group in project["plugins"].values():
         for plugin in group:
             digest.update(f"{plugin['name']}={plugin.get('pip_url', '')}\n".encode())
@@ -63,12 +72,20 @@ def install_plugins() -> None:
             return
         env = {k: v for k, v in os.environ.items() if not k.startswith("MELTANO_")}
         env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+        env["UV_COMPILE_BYTECODE"] = "1"  # Meltano's uv backend installs with the plugins' bytecode compiled
         result = subprocess.run(
             [MELTANO, "install"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
         )
         if result.returncode != 0:
             raise RuntimeError(f"meltano install failed ({result.returncode}):\n{result.stderr[-4000:]}")
         stamp.write_text(fingerprint)
+
+
+def compile_sources() -> None:
+    """Compile the editable sources' bytecode (files already compiled and unchanged are skipped)."""
+    for source in SOURCES:
+        if not compileall.compile_dir(ROOT / source, quiet=1, workers=0):
+            raise RuntimeError(f"compiling {source} failed")
 
 
 def use_installed_plugins(sys_dir: Path) -> None:
@@ -83,3 +100,4 @@ def use_installed_plugins(sys_dir: Path) -> None:
 
 if __name__ == "__main__":
     install_plugins()
+    compile_sources()

