@@ -38,7 +38,7 @@ def _fingerprint() -> str:
     """What the installed virtualenvs depend on: every pip_url and every package's pyproject.toml."""
     project = yaml.safe_load((ROOT / "meltano.yml").read_text())
     digest = hashlib.sha256(sys.executable.encode())
-    digest.update(b"bytecode compiled at install\n")  # installs made before that are redone
+    digest.update(b"bytecode compiled at install (2)\n")  # installs made before that are redone
     for group in project["plugins"].values():
         for plugin in group:
             digest.update(f"{plugin['name']}={plugin.get('pip_url', '')}\n".encode())
@@ -78,6 +78,9 @@ def install_plugins() -> None:
         )
         if result.returncode != 0:
             raise RuntimeError(f"meltano install failed ({result.returncode}):\n{result.stderr[-4000:]}")
+        # uv compiles what it installs; packages an earlier install left in place are compiled here.
+        for venv in sorted(SYS_DIR.glob("*/*/venv")):
+            compileall.compile_dir(venv / "lib", quiet=1, workers=0)
         stamp.write_text(fingerprint)
 
 
