@@ -133,6 +133,25 @@ def test_updated_at_filter_sees_custom_field_changes(env: tuple[MarketoHttp, San
     assert rows["30"]["updatedAt"] == before["updatedAt"]  # visible updatedAt did not move
 
 
+def test_a_change_counts_in_the_window_ending_at_its_second(env: tuple[MarketoHttp, SandboxAdmin]) -> None:
+    """Marketo stamps changes to the second: a window ending at the change's second (what a run starting a
+    fraction of a second after the edit asks for) holds it; one ending the second before does not."""
+    api, admin = env
+    admin.marketo.edit("person", 31, {"title": "Stamped to the second"})
+    second = datetime.now(UTC).replace(microsecond=0)
+    while datetime.now(UTC).replace(microsecond=0) == second:  # the edit's second is over: no later stamp
+        time.sleep(0.01)
+
+    def ids(end: datetime) -> set[str]:
+        flt = {"startAt": (end - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        flt["endAt"] = end.strftime("%Y-%m-%dT%H:%M:%SZ")
+        _, data = run(api, {"updatedAt": flt}, ["id", "title"])
+        return {row["id"] for row in csv.DictReader(io.StringIO(data.decode("utf-8")))}
+
+    assert "31" in ids(second)
+    assert "31" not in ids(second - timedelta(seconds=1))
+
+
 def test_1035_switch_and_create_errors(env: tuple[MarketoHttp, SandboxAdmin]) -> None:
     api, admin = env
     admin.marketo.config(updated_at_filter=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -176,7 +177,10 @@ class ExportJobs:
             if end - start > MAX_RANGE:
                 raise ExportRequestError("1003", f"{kind} date range exceeds 31 days")
             column = "created_ts" if kind == "createdAt" else "changed_ts"
-            return f"{column} BETWEEN ? AND ?", [start.timestamp(), end.timestamp()]
+            # Marketo stamps changes to the second: a change at 12:00:05.4 is a 12:00:05 change, inside a
+            # window ending at 12:00:05. Compared on the stored fraction, it fell out of that window (and into
+            # only the next run's overlap). Bounds on the raw column keep the index usable.
+            return f"{column} >= ? AND {column} < ?", [math.floor(start.timestamp()), math.floor(end.timestamp()) + 1]
         list_id = self.store.list_by_name(str(value)) if kind == "staticListName" else None
         if kind == "staticListId":
             try:
