@@ -193,8 +193,8 @@ class Planner:
         settled = {(PERSONS_STREAM, p.marketo_id) for p in pairs if self._link_alive(p)} | set(linked_rows)
         self.lookups.prefetch_emails(r.email_norm for r in records if (r.source, r.record_id) not in settled)
         persons = [r for key, r in self.lookups.staged.items() if r is not None and key[0] == PERSONS_STREAM]
-        linked = [r for r in persons if (PERSONS_STREAM, r.record_id) not in settled]
-        self.lookups.prefetch_emails(r.email_norm for r in linked)
+        to_match = [r for r in persons if (PERSONS_STREAM, r.record_id) not in settled]
+        self.lookups.prefetch_emails(r.email_norm for r in to_match)
         self.lookups.batch_persons.update(r.record_id for r in [*records, *persons] if r.source == PERSONS_STREAM)
         self.lookups.prefetch_tombstones(
             [r.record_id for r in records] + [k[1] for k, r in self.lookups.staged.items() if r is not None]
