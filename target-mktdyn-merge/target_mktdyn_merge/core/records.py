@@ -27,7 +27,7 @@ class Pair:
     guards: dict[str, FieldGuard] = field(default_factory=dict)
     #: The pair's columns as the store last held them (set by ``store.pairs``): a pair a merge left as it was
     #: (the echo of our own write) is not written again. None: not read from the store.
-    stored: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    stored: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

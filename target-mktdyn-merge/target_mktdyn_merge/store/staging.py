@@ -87,18 +87,17 @@ class Staging(RunLog):
             existing = _staged_rows(connection, stream, ids)
             inserts: list[dict[str, Any]] = []
             for offset, record_id in enumerate(ids):
-                source_ts, fields, deleted_at = newest[record_id]
+                source_ts, content, deleted_at = newest[record_id]
                 row = existing.get(record_id)
                 if row is not None and row.source_ts > source_ts:
                     older += 1
                     continue
                 if deleted_at is not None and row is not None:
-                    fields = json.loads(row.fields)  # a delete keeps what we knew, for the log
-                content = dumps(fields)
-                email = normalize_email(fields.get(spec.email))
+                    content = row.fields  # a delete keeps what we knew, for the log
                 if row is not None and row.fields == content and row.deleted_at == deleted_at:
                     unchanged += 1
                     continue
+                email = normalize_email(json.loads(content).get(spec.email))
                 values = {
                     "seen_version": versions.get(record_id, row.seen_version if row is not None else None),
                     "email_norm": email,
@@ -349,8 +348,8 @@ def mark_merged(connection: sa.Connection, merged: Mapping[str, Iterable[StagedR
         )
 
 
-#: A record's newest version in a batch: (source timestamp, fields, deleted_at).
-_Version = tuple[str, dict[str, Any], str | None]
+#: A record's newest version in a batch: (source timestamp, its fields as JSON text, deleted_at).
+_Version = tuple[str, str, str | None]
 
 
 def _newest_versions(
@@ -363,13 +362,13 @@ def _newest_versions(
     now_text, horizon = utc_iso(staged_at), utc_iso(staged_at + FUTURE_TOLERANCE)
     future: set[str] = set()
     for record in records:
-        record_id, source_ts, fields, deleted_at = _split_record(spec, record)
+        record_id, source_ts, content, deleted_at = _split_record(spec, record)
         if source_ts > horizon:
             future.add(record_id)
             source_ts = now_text
         previous = newest.get(record_id)
         if previous is None or source_ts >= previous[0]:
-            newest[record_id] = (source_ts, fields, deleted_at)
+            newest[record_id] = (source_ts, content, deleted_at)
         version = record.get("_sdc_table_version")
         if isinstance(version, int) and not isinstance(version, bool):
             versions[record_id] = max(version, versions.get(record_id, version))
@@ -402,8 +401,12 @@ def _mark_seen(connection: sa.Connection, stream: str, versions: Mapping[str, in
             )
 
 
-def _split_record(spec: StreamSpec, record: Mapping[str, Any]) -> tuple[str, str, dict[str, Any], str | None]:
-    """Key, source timestamp, known fields and deletion time of one Singer record."""
+def _split_record(spec: StreamSpec, record: Mapping[str, Any]) -> tuple[str, str, str, str | None]:
+    """Key, source timestamp, known fields (as the JSON text staged) and deletion time of one Singer record.
+
+    The text is what the store compares with the staged row (an echo of our own write is unchanged) and what
+    it stores; ``dumps`` is deterministic, so encoding once is enough.
+    """
     if record.get(spec.key) in (None, ""):
         known = {k: v for k, v in record.items() if not k.startswith("_sdc_")}
         raise ValueError(
@@ -419,8 +422,7 @@ def _split_record(spec: StreamSpec, record: Mapping[str, Any]) -> tuple[str, str
     deleted_at = _timestamp(spec, record_id, "_sdc_deleted_at", record.get("_sdc_deleted_at")) or None
     source_ts = deleted_at or _timestamp(spec, record_id, spec.replication_key, record.get(spec.replication_key))
     fields = {k: v for k, v in record.items() if not k.startswith("_sdc_")}
-    # Round-trip through JSON so datetimes, dates and decimals are stored as their text forms.
-    return record_id, source_ts, json.loads(dumps(fields)), deleted_at
+    return record_id, source_ts, dumps(fields), deleted_at
 
 
 def _timestamp(spec: StreamSpec, record_id: str, field: str, value: Any) -> str:
