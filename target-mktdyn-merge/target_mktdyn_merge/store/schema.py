@@ -65,6 +65,16 @@ staged_dirty = sa.Index(
     postgresql_where=staged.c.changed_seq > staged.c.merged_seq,
 )
 
+# Every run reports how many records are staged, live and deleted. Counted from the table, that read the whole
+# store (4.3 GB at a million persons: 22 s of the staging leg); counted from indexes, it reads the keys and the
+# deleted rows only.
+staged_deleted = sa.Index(
+    "ix_staged_deleted",
+    staged.c.source,
+    sqlite_where=staged.c.deleted_at.is_not(None),
+    postgresql_where=staged.c.deleted_at.is_not(None),
+)
+
 # A global counter for arrival order and change sequence numbers (portable: no sequences in SQLite).
 counters = sa.Table(
     "counters",
@@ -284,6 +294,11 @@ def _staged_dirty(connection: sa.Connection) -> None:
     staged_dirty.create(connection, checkfirst=True)
 
 
+def _staged_deleted(connection: sa.Connection) -> None:
+    """Version 11: the partial index of deleted staged rows, so counting the store reads no whole table."""
+    staged_deleted.create(connection, checkfirst=True)
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
 MIGRATIONS: list[Migration] = [
     _initial,
@@ -296,5 +311,6 @@ MIGRATIONS: list[Migration] = [
     _metadata_answers,
     _run_marks,
     _staged_dirty,
+    _staged_deleted,
 ]
 LATEST_VERSION = len(MIGRATIONS)

@@ -309,18 +309,25 @@ class Staging(RunLog):
             last_id = rows[-1].record_id
 
     def staged_counts(self) -> dict[str, dict[str, int]]:
-        """Live and deleted staged records per stream."""
+        """Live and deleted staged records per stream.
+
+        Every run reports them, so they are counted from indexes: all records from the keys, the deleted ones
+        from ``ix_staged_deleted``. Grouping on ``deleted_at`` read every row of the table.
+        """
         table = tables.staged
+        count = sa.func.count().label("n")
         with self.transaction() as connection:
-            rows = connection.execute(
-                sa.select(table.c.source, table.c.deleted_at.is_(None).label("live"), sa.func.count()).group_by(
-                    table.c.source, table.c.deleted_at.is_(None)
+            totals = connection.execute(sa.select(table.c.source, count).group_by(table.c.source)).all()
+            deleted: dict[str, int] = {
+                str(source): int(n)
+                for source, n in connection.execute(
+                    sa.select(table.c.source, count).where(table.c.deleted_at.is_not(None)).group_by(table.c.source)
                 )
-            ).all()
-        counts: dict[str, dict[str, int]] = {}
-        for source, live, count in rows:
-            counts.setdefault(source, {"live": 0, "deleted": 0})["live" if live else "deleted"] += count
-        return counts
+            }
+        return {
+            str(source): {"live": int(total) - deleted.get(str(source), 0), "deleted": deleted.get(str(source), 0)}
+            for source, total in totals
+        }
 
 
 def mark_merged(connection: sa.Connection, merged: Mapping[str, Iterable[StagedRecord]]) -> None:
