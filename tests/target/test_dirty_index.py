@@ -102,3 +102,37 @@ def test_a_store_before_version_10_gains_the_index(tmp_path: Any) -> None:
         assert [r.record_id for batch in reopened.dirty_records(STREAM) for r in batch] == ["3"]
     finally:
         reopened.close()
+
+
+def test_a_pass_can_ask_for_the_records_holding_a_text_value_in_a_field(store_url: str) -> None:
+    """The planner's qualified contacts: the database filters, so only the rows with the lookup are decoded."""
+    store = Store(store_url)
+    store.migrate()
+    contacts = "dynamics_contacts"
+    base = {"modifiedon": "2026-01-01T00:00:00+00:00"}
+    try:
+        store.stage(
+            contacts,
+            [
+                {**base, "contactid": "c-1", "_originatingleadid_value": "lead-1"},
+                {**base, "contactid": "c-2", "_originatingleadid_value": None},
+                {**base, "contactid": "c-3"},
+                # '_' is a LIKE wildcard: a look-alike field name must not match.
+                {**base, "contactid": "c-4", "Xoriginatingleadid_value": "lead-4"},
+                {**base, "contactid": "c-5", "_originatingleadid_value": "lead-5", "firstname": 'say "hi"'},
+            ],
+            run_id="r1",
+        )
+        for batch in store.dirty_records(contacts, with_text_in="_originatingleadid_value"):
+            if any(r.record_id == "c-5" for r in batch):
+                with store.transaction() as connection:
+                    mark_merged(connection, {contacts: [r for r in batch if r.record_id == "c-5"]})
+        found = [
+            r.record_id
+            for batch in store.dirty_records(contacts, batch_size=1, with_text_in="_originatingleadid_value")
+            for r in batch
+        ]
+        assert found == ["c-1"]  # c-5 holds one too, but the merge has seen it
+        assert len([r for batch in store.dirty_records(contacts) for r in batch]) == 4
+    finally:
+        store.close()

@@ -30,6 +30,9 @@ WriteDirection = Literal["to_dynamics", "to_marketo"]
 PERSONS_STREAM = "marketo_leads"
 """The stream of Marketo persons (the tap's name for them)."""
 
+ORIGINATING_LEAD = "_originatingleadid_value"
+"""A contact's lookup of the lead it was qualified from (Dataverse's name): it moves that lead's pair."""
+
 ActivityAction = Literal[
     "created",
     "updated",

@@ -288,18 +288,26 @@ class Staging(RunLog):
                     found.setdefault(row.email_norm, []).append(record)
         return found
 
-    def dirty_records(self, stream: str, batch_size: int = 1000) -> Iterator[list[StagedRecord]]:
-        """Records whose content changed since the merge last looked at them, in batches (bounded memory)."""
+    def dirty_records(
+        self, stream: str, batch_size: int = 1000, with_text_in: str | None = None
+    ) -> Iterator[list[StagedRecord]]:
+        """Records whose content changed since the merge last looked at them, in batches (bounded memory).
+
+        ``with_text_in``: only records whose staged fields hold a text value in that field. The database
+        filters on the stored JSON (as ``dumps`` writes it), so a pass that wants a few rows of an initial sync's
+        hundreds of thousands decodes only those (the planner's qualified contacts).
+        """
         table = tables.staged
         selected = self._selected(stream)
         last_id = ""
+        condition = sa.and_(table.c.source == stream, table.c.changed_seq > table.c.merged_seq)
+        if with_text_in is not None:
+            condition = sa.and_(condition, table.c.fields.contains(dumps({with_text_in: ""})[1:-2], autoescape=True))
         while True:
             with self.transaction() as connection:
                 rows = connection.execute(
                     sa.select(table)
-                    .where(
-                        table.c.source == stream, table.c.changed_seq > table.c.merged_seq, table.c.record_id > last_id
-                    )
+                    .where(condition, table.c.record_id > last_id)
                     .order_by(table.c.record_id)
                     .limit(batch_size)
                 ).all()

@@ -6,7 +6,13 @@ from collections.abc import Iterable, Sequence
 
 from target_mktdyn_merge.core.matching import DynamicsRow
 from target_mktdyn_merge.core.records import StagedRecord
-from target_mktdyn_merge.core.vocabulary import CONTACTS_FIRST, DYNAMICS_STREAM, PERSONS_STREAM, Entity
+from target_mktdyn_merge.core.vocabulary import (
+    CONTACTS_FIRST,
+    DYNAMICS_STREAM,
+    ORIGINATING_LEAD,
+    PERSONS_STREAM,
+    Entity,
+)
 from target_mktdyn_merge.store.activity_log import creates_found_existing
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.pairs import persons_linked_to
@@ -141,7 +147,7 @@ def dynamics_row(
         id=record.record_id,
         email=fields.get("emailaddress1"),
         statecode=int(statecode) if isinstance(statecode, int | float) else None,
-        originating_lead_id=fields.get("_originatingleadid_value"),
+        originating_lead_id=fields.get(ORIGINATING_LEAD),
         linked_person_id=linked_person,
         sync_filter=fields.get(filter_field) if filter_field else None,
     )

@@ -36,7 +36,13 @@ from target_mktdyn_merge.core.policies import (
     decide_create_in_marketo,
 )
 from target_mktdyn_merge.core.records import Pair, StagedRecord
-from target_mktdyn_merge.core.vocabulary import CONTACTS_FIRST, DYNAMICS_STREAM, PERSONS_STREAM, Entity
+from target_mktdyn_merge.core.vocabulary import (
+    CONTACTS_FIRST,
+    DYNAMICS_STREAM,
+    ORIGINATING_LEAD,
+    PERSONS_STREAM,
+    Entity,
+)
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.history import changed_counts
 from target_mktdyn_merge.store.pairs import pairs_by_dynamics, pairs_by_person, persons_linked_to
@@ -117,9 +123,12 @@ class Planner:
 
     def _collect_qualifications(self) -> None:
         """Contacts created by qualifying a lead, by that lead's id (they move the lead's pair)."""
-        for records in self.store.dirty_records(DYNAMICS_STREAM["contact"], self.settings.batch_size):
+        contacts = self.store.dirty_records(
+            DYNAMICS_STREAM["contact"], self.settings.batch_size, with_text_in=ORIGINATING_LEAD
+        )
+        for records in contacts:
             for record in records:
-                lead_id = record.fields.get("_originatingleadid_value")
+                lead_id = record.fields.get(ORIGINATING_LEAD)
                 if lead_id and not record.deleted:
                     self.qualified.setdefault(str(lead_id), []).append(record)
 
