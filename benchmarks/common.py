@@ -119,6 +119,13 @@ class SandboxServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
 
+    @property
+    def pid(self) -> int:
+        """The running emulator's process id (its CPU time is measured next to ours)."""
+        if self.process is None:
+            raise RuntimeError("the sandbox is not running")
+        return self.process.pid
+
     def __enter__(self) -> SandboxServer:
         from mktdyn_sandbox.admin_client import SandboxAdmin
 
@@ -166,12 +173,18 @@ def target_config(info: dict[str, Any], store_url: str, **extra: Any) -> dict[st
 
 # -- measured processes -----------------------------------------------------------------------------------
 class RssSampler:
-    """Polls a process tree and keeps the peak resident memory per process, by command name."""
+    """Polls a process tree: the peak resident memory per process and the CPU seconds it used, by command name.
+
+    CPU is each process's last ``cpu_times`` seen (a process's last 0.1 s escape it): on two cores shared with
+    the sandbox, it tells our processes' work from the wall time the emulator's work takes.
+    """
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
         self.pid = pid
         self.interval = interval
         self.peaks: dict[str, float] = {}
+        self._names: dict[int, str] = {}
+        self._cpu: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -194,11 +207,21 @@ class RssSampler:
                 return
             for process in tree:
                 try:
-                    name, rss = self.name_of(process), process.memory_info().rss / 2**20
+                    name = self._names.get(process.pid) or self._names.setdefault(process.pid, self.name_of(process))
+                    rss, cpu = process.memory_info().rss / 2**20, process.cpu_times()
                 except psutil.Error:
                     continue
                 self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
+                self._cpu[process.pid] = (name, cpu.user + cpu.system)
             self._stop.wait(self.interval)
+
+    @property
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds per command name, summed over its processes."""
+        totals: dict[str, float] = {}
+        for name, seconds in self._cpu.values():
+            totals[name] = totals.get(name, 0.0) + seconds
+        return totals
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -217,6 +240,8 @@ class Measured:
     peak_rss_mib: dict[str, float]
     stderr: str
     returncode: int
+    #: CPU seconds per command name (and ``sandbox`` where the caller adds the emulator's).
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def record_counts(self) -> dict[str, int]:
         """The taps' ``record_count`` metrics summed per stream.
@@ -260,7 +285,7 @@ def run_measured(
         text = errors.read().decode("utf-8", "replace")
     if check and returncode != 0:
         raise SystemExit(f"{' '.join(command[:3])} failed with exit code {returncode}:\n{text[-4000:]}")
-    return Measured(seconds, dict(sampler.peaks), text, returncode)
+    return Measured(seconds, dict(sampler.peaks), text, returncode, sampler.cpu_seconds)
 
 
 # -- API calls --------------------------------------------------------------------------------------------
