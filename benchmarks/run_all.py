@@ -8,8 +8,10 @@ Scenarios (issue 9), each against a copy of a sandbox seeded once (cached in ``-
 3. 1,000 persons edited on each side (100 of them on the same field on both sides: collisions), then a sync;
 8. (with 1-3) the steady state of a 5-minute schedule on that store: a run with nothing changed (after a run that
    absorbs scenario 3's echoes), then a run with 1% of the pairs changed (half in each system);
-4. (``--million``) the initial sync at 1,000,000 persons (1,000,000 Dynamics rows), limits off: this one is
-   about memory; at the real Dataverse limit its ~50,000 lead creates alone would take over 40 minutes;
+4. (``--million``) the initial sync at 1,000,000 persons (1,000,000 Dynamics rows), the sandbox's limits off:
+   this one is about memory; at the real Dataverse limit its ~50,000 lead creates alone would take over 40
+   minutes. Our Marketo client still paces itself to 100 calls per 20 s (it cannot know the server is an
+   emulator), so the wall time has the Marketo rate floor of the calls made under it;
 5. each tap alone next to a trivial singer-sdk tap emitting the same records, and the target alone (staging,
    ``merge: false``) fed from the taps' output file next to a no-op singer-sdk target (the framework's floor);
 6. the first Marketo extraction with the default start date (20,000 persons over about 3 export windows, the
@@ -218,7 +220,9 @@ def sync_scenarios(
                     measured.peak_rss_mib,
                     "completes; every process < 500 MB",
                     max(measured.peak_rss_mib.values()) < 500 and measured.returncode == 0,
-                    "export allowance raised from 500 MB to 100 GB a day. " + failure(measured),
+                    f"export allowance raised from 500 MB to 100 GB a day. {marketo_floor(calls)} (the sandbox "
+                    f"enforces no limit here, but our Marketo client paces itself to the instance's documented "
+                    f"one, as it must on a real instance). {failure(measured)}".strip(". "),
                     cpu_seconds=measured.cpu_seconds,
                 )
             )
