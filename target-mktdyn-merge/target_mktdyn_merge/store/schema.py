@@ -123,6 +123,11 @@ outbox = sa.Table(
     sa.Column("next_attempt_at", sa.String(32)),
 )
 
+# A newer plan for a record retires the owed entries it replaces (``store.outbox.supersede``), looked up by
+# target. Without this index SQLite answered from the status index, reading every owed entry per statement:
+# quadratic in an initial sync, whose hundreds of thousands of planned writes made it minutes of planning.
+outbox_target = sa.Index("ix_outbox_target", outbox.c.system, outbox.c.target_id)
+
 activity_log = sa.Table(
     "activity_log",
     metadata,
@@ -299,6 +304,11 @@ def _staged_deleted(connection: sa.Connection) -> None:
     staged_deleted.create(connection, checkfirst=True)
 
 
+def _outbox_target(connection: sa.Connection) -> None:
+    """Version 12: owed entries by target, so superseding them reads what it replaces, not every owed entry."""
+    outbox_target.create(connection, checkfirst=True)
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
 MIGRATIONS: list[Migration] = [
     _initial,
@@ -312,5 +322,6 @@ MIGRATIONS: list[Migration] = [
     _run_marks,
     _staged_dirty,
     _staged_deleted,
+    _outbox_target,
 ]
 LATEST_VERSION = len(MIGRATIONS)
