@@ -6,13 +6,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from mktdyn_common.errors import MktdynError
-from target_mktdyn_merge.core.activity import Activity
+from target_mktdyn_merge.core.activity import Activity, FieldChange
 from target_mktdyn_merge.ops.report_html import chart, render_html, script_json
 from target_mktdyn_merge.ops.views import parse_since
 from target_mktdyn_merge.store import schema as tables
@@ -222,4 +224,34 @@ def test_ambiguous_matches_are_listed_with_their_candidates(store: Store) -> Non
     assert "L-1, L-2" in text.getvalue()
     [item] = iter_activities(store, merge, ["ambiguous_match"])
     assert reason_of(item) == "2 leads have the email (candidates: L-1, L-2)"
+    store.close()
+
+
+def test_the_report_lists_the_first_items_and_counts_them_all(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large run's report reads at most ``max_items`` activities of a kind, and still says how many there are.
+
+    It held them all to count them: a million-person run's collisions were its target's peak memory.
+    """
+    read: list[str] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        for item in iter_activities(*args, **kwargs):
+            read.append(item["action"])
+            yield item
+
+    monkeypatch.setattr("target_mktdyn_merge.sync.report.iter_activities", counted)
+    merge, _ = seed(store)
+    collisions = [
+        Activity("collision", str(n), "lead", f"L-{n}", "to_dynamics", winner="marketo", rule="lead: Marketo wins",
+                 fields=[FieldChange("title", "a", "b")], details={"marketo": "a", "dynamics": "b"})
+        for n in range(100, 107)
+    ]  # fmt: skip
+    record_activities(store, merge, collisions)
+    text = io.StringIO()
+    render_report(store, merge, text, max_items=3)
+    report = text.getvalue()
+    assert "Collisions (7):" in report
+    assert [n for n in range(100, 107) if f"L-{n}" in report] == [100, 101, 102]
+    assert "Failures (1):" in report  # seed's one validation failure
+    assert read.count("collision") == 3
     store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any, TextIO
 
 import sqlalchemy as sa
@@ -93,9 +94,16 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
         )
         + "\n"
     )
-    _write_collisions(out, list(iter_activities(store, run_id, ["collision"])), max_items)
-    _write_failures(out, list(iter_activities(store, run_id, FAILURE_ACTIONS)), max_items)
-    _write_ambiguous(out, list(iter_activities(store, run_id, ["ambiguous_match"])), max_items)
+    # The first max_items of each, counted from the totals above: a large run's tens of thousands of
+    # collisions, held in memory only to be counted, were its largest allocation (the peak of a million-person run).
+    for write, actions in (
+        (_write_collisions, ("collision",)),
+        (_write_failures, FAILURE_ACTIONS),
+        (_write_ambiguous, ("ambiguous_match",)),
+    ):
+        total = sum(n for (action, _), n in counts.items() if action in actions)
+        if total:
+            write(out, list(islice(iter_activities(store, run_id, actions, batch_size=max_items), max_items)), total)
     pending = pending_writes(store)
     if pending:
         out.write("\nPending writes:\n")
@@ -108,13 +116,11 @@ def render_report(store: Store, run_id: str, out: TextIO, max_items: int = 50) -
         out.write("\n")
 
 
-def _write_collisions(out: TextIO, collisions: list[dict[str, Any]], max_items: int) -> None:
+def _write_collisions(out: TextIO, collisions: list[dict[str, Any]], total: int) -> None:
     """The collisions: both values, the winner and the rule, one row per field (values wrapped, never cut)."""
-    if not collisions:
-        return
-    out.write(f"\nCollisions ({len(collisions)}):\n")
+    out.write(f"\nCollisions ({total}):\n")
     rows = []
-    for item in collisions[:max_items]:
+    for item in collisions:
         details = item["details"]
         for change in item["fields"]:
             rows.append(
@@ -133,11 +139,9 @@ def _write_collisions(out: TextIO, collisions: list[dict[str, Any]], max_items: 
     out.write(wrapped_table(headers, rows, {3: 40, 4: 40}) + "\n")
 
 
-def _write_failures(out: TextIO, failures: list[dict[str, Any]], max_items: int) -> None:
+def _write_failures(out: TextIO, failures: list[dict[str, Any]], total: int) -> None:
     """The record-level failures with their whole message, wrapped (the issue's ``…at most 50 (MaxL…``)."""
-    if not failures:
-        return
-    out.write(f"\nFailures ({len(failures)}):\n")
+    out.write(f"\nFailures ({total}):\n")
     rows = [
         [
             f["action"],
@@ -147,16 +151,14 @@ def _write_failures(out: TextIO, failures: list[dict[str, Any]], max_items: int)
             f["error_code"] or "",
             str(f["error_message"] or f["rule"] or ""),
         ]
-        for f in failures[:max_items]
+        for f in failures
     ]
     out.write(wrapped_table(["action", "person", "dynamics", "direction", "code", "message"], rows, {5: 90}) + "\n")
 
 
-def _write_ambiguous(out: TextIO, matches: list[dict[str, Any]], max_items: int) -> None:
+def _write_ambiguous(out: TextIO, matches: list[dict[str, Any]], total: int) -> None:
     """The ambiguous matches with their candidates: the records an operator has to merge or tell apart."""
-    if not matches:
-        return
-    out.write(f"\nAmbiguous matches ({len(matches)}; none guessed):\n")
+    out.write(f"\nAmbiguous matches ({total}; none guessed):\n")
     rows = [
         [
             str(m["person_id"] or ""),
@@ -164,6 +166,6 @@ def _write_ambiguous(out: TextIO, matches: list[dict[str, Any]], max_items: int)
             ", ".join(str(c) for c in m["details"].get("candidates") or []),
             str(m["rule"] or ""),
         ]
-        for m in matches[:max_items]
+        for m in matches
     ]
     out.write(wrapped_table(["person", "dynamics", "candidates", "reason"], rows, {2: 60, 3: 60}) + "\n")
