@@ -150,6 +150,12 @@ activity_log = sa.Table(
     sa.Column("dry_run", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
+# Planning asks, per batch, which of its persons a run planned a create for and found existing
+# (``activity_log.creates_found_existing``: by person and action). With only the single-column indexes, SQLite
+# answered from the action index, reading every ``skipped`` row of the log per batch: an initial sync's hundreds
+# of thousands of them made it quadratic.
+activity_person_action = sa.Index("ix_activity_log_person_action", activity_log.c.person_id, activity_log.c.action)
+
 # The survivor of a delete that unlinked a pair: re-created on the other side only once it changes
 # (Marketo's own sync brings a deleted person back when the CRM record is updated, not before).
 tombstones = sa.Table(
@@ -309,6 +315,11 @@ def _outbox_target(connection: sa.Connection) -> None:
     outbox_target.create(connection, checkfirst=True)
 
 
+def _activity_person_action(connection: sa.Connection) -> None:
+    """Version 13: the log by person and action, so a planning batch reads its persons' rows, not every skip."""
+    activity_person_action.create(connection, checkfirst=True)
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
 MIGRATIONS: list[Migration] = [
     _initial,
@@ -323,5 +334,6 @@ MIGRATIONS: list[Migration] = [
     _staged_dirty,
     _staged_deleted,
     _outbox_target,
+    _activity_person_action,
 ]
 LATEST_VERSION = len(MIGRATIONS)
