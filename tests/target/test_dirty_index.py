@@ -7,15 +7,13 @@ right (both backends) and, on SQLite, the planner to answer the real queries fro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import sqlalchemy as sa
 from target_mktdyn_merge.store import history
-from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.staging import mark_merged
+
+from tests.target.statements import captured, index_names, migrated_from_before, sqlite_plan
 
 STREAM = "marketo_leads"
 
@@ -37,22 +35,6 @@ def staged_store(store_url: str, count: int, changed: set[int]) -> Store:
     return store
 
 
-@contextmanager
-def statements(store: Store) -> Iterator[list[tuple[str, Any]]]:
-    """The SELECTs on ``staged`` the store runs inside the block, with their parameters."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM staged" in statement:
-            seen.append((statement, parameters))
-
-    sa.event.listen(store.engine, "before_cursor_execute", capture)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", capture)
-
-
 def test_only_changed_records_are_found(store_url: str) -> None:
     store = staged_store(store_url, 300, changed={7, 150, 299})
     try:
@@ -60,8 +42,7 @@ def test_only_changed_records_are_found(store_url: str) -> None:
         assert found == sorted(["7", "150", "299"])
         assert history.changed_counts(store) == {STREAM: 3}
         with store.transaction() as connection:
-            names = {index["name"] for index in sa.inspect(connection).get_indexes("staged")}
-        assert "ix_staged_dirty" in names
+            assert "ix_staged_dirty" in index_names(connection, "staged")
     finally:
         store.close()
 
@@ -69,36 +50,25 @@ def test_only_changed_records_are_found(store_url: str) -> None:
 def test_sqlite_answers_from_the_partial_index(tmp_path: Any) -> None:
     store = staged_store(f"sqlite:///{tmp_path / 'store.db'}", 2_000, changed={42})
     try:
-        with statements(store) as seen:
+        with captured(store, "SELECT", "staged") as seen:
             assert [r.record_id for batch in store.dirty_records(STREAM) for r in batch] == ["42"]
             assert history.changed_counts(store) == {STREAM: 1}
         assert len(seen) >= 2
-        with store.engine.connect() as connection:
-            raw = connection.connection.driver_connection
-            assert raw is not None
-            for statement, parameters in seen:
-                plan = [str(row[-1]) for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
-                on_staged = [step for step in plan if " staged" in step]
-                # Scanning the partial index reads only the changed rows; any other access to staged reads them all.
-                assert on_staged, (statement, plan)
-                assert all("ix_staged_dirty" in step for step in on_staged), (statement, plan)
+        for statement, parameters in seen:
+            plan = sqlite_plan(store, statement, parameters)
+            on_staged = [step for step in plan if " staged" in step]
+            # Scanning the partial index reads only the changed rows; any other access to staged reads them all.
+            assert on_staged, (statement, plan)
+            assert all("ix_staged_dirty" in step for step in on_staged), (statement, plan)
     finally:
         store.close()
 
 
 def test_a_store_before_version_10_gains_the_index(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    store = staged_store(url, 10, changed={3})
-    with store.transaction() as connection:
-        connection.execute(sa.text("DROP INDEX ix_staged_dirty"))
-        connection.execute(sa.delete(tables.schema_version).where(tables.schema_version.c.version >= 10))
-    store.close()
-    reopened = Store(url)
+    staged_store(url, 10, changed={3}).close()
+    reopened = migrated_from_before(url, 10, "ix_staged_dirty", "staged")
     try:
-        assert reopened.migrate() == tables.LATEST_VERSION
-        with reopened.transaction() as connection:
-            names = {index["name"] for index in sa.inspect(connection).get_indexes("staged")}
-        assert "ix_staged_dirty" in names
         assert [r.record_id for batch in reopened.dirty_records(STREAM) for r in batch] == ["3"]
     finally:
         reopened.close()

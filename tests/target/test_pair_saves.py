@@ -5,31 +5,12 @@ Both backends. The statements are captured from the engine, so the test sees wha
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
-import sqlalchemy as sa
 from target_mktdyn_merge.core.baseline import BaselineEntry
 from target_mktdyn_merge.core.records import Pair
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.pairs import pairs_by_person, save_pairs
 
-
-@contextmanager
-def pair_updates(store: Store) -> Iterator[list[Any]]:
-    """Parameter sets of every UPDATE of ``pairs`` run inside the block."""
-    seen: list[Any] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if statement.lstrip().upper().startswith("UPDATE PAIRS"):
-            seen.extend(parameters if executemany else [parameters])
-
-    sa.event.listen(store.engine, "before_cursor_execute", capture)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", capture)
+from tests.target.statements import captured
 
 
 def load(store: Store, *person_ids: str) -> dict[str, Pair]:
@@ -54,7 +35,7 @@ def test_only_changed_pairs_are_written(store_url: str) -> None:
         pairs = load(store, "1", "2", "3")
         pairs["2"].baseline["title"] = BaselineEntry("CTO", "CTO")  # changed in place, as a merge does
         pairs["3"].first_merge_done = True
-        with pair_updates(store) as updates, store.transaction() as connection:
+        with captured(store, "UPDATE", "pairs") as updates, store.transaction() as connection:
             save_pairs(connection, pairs.values(), "run-2")
         assert len(updates) == 2
         again = load(store, "1", "2", "3")
@@ -62,7 +43,7 @@ def test_only_changed_pairs_are_written(store_url: str) -> None:
         assert again["2"].baseline == {"title": BaselineEntry("CTO", "CTO")}
         assert again["3"].first_merge_done
 
-        with pair_updates(store) as updates, store.transaction() as connection:
+        with captured(store, "UPDATE", "pairs") as updates, store.transaction() as connection:
             save_pairs(connection, again.values(), "run-3")  # nothing changed since it was read
         assert updates == []
     finally:

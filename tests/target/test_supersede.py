@@ -7,8 +7,6 @@ planning). Both backends for what is retired; SQLite's plan for the statements a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +15,8 @@ from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.database import Store
 from target_mktdyn_merge.store.outbox import plan_writes, supersede
 
+from tests.target.statements import captured, migrated_from_before, sqlite_plan
+
 
 def update(target: str, value: str) -> PlannedWrite:
     return PlannedWrite("dynamics", "update", {"jobtitle": value}, entity="lead", target_id=target)
@@ -24,21 +24,6 @@ def update(target: str, value: str) -> PlannedWrite:
 
 def keyed(key: str) -> PlannedWrite:
     return PlannedWrite("marketo", "create", {"email": f"{key}@example.com"}, idempotency_key=key)
-
-
-@contextmanager
-def outbox_updates(store: Store) -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if statement.lstrip().upper().startswith("UPDATE OUTBOX"):
-            seen.append((statement, parameters))
-
-    sa.event.listen(store.engine, "before_cursor_execute", capture)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", capture)
 
 
 def statuses(store: Store) -> dict[str, str]:
@@ -68,17 +53,14 @@ def test_sqlite_finds_the_replaced_entries_by_target_and_key(tmp_path: Any) -> N
     try:
         with store.transaction() as connection:
             plan_writes(connection, "r1", [update(f"lead-{n}", "a") for n in range(200)] + [keyed("k-1")])
-        with outbox_updates(store) as seen, store.transaction() as connection:
+        with captured(store, "UPDATE", "outbox") as seen, store.transaction() as connection:
             supersede(connection, [update("lead-1", "b"), keyed("k-1")])
         assert len(seen) == 2
-        with store.engine.connect() as connection:
-            raw = connection.connection.driver_connection
-            assert raw is not None
-            for statement, parameters in seen:
-                plan = [str(row[-1]) for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
-                assert plan, statement
-                # By target or by key: the owed entries of other records are not read.
-                assert all("ix_outbox_target" in s or "ix_outbox_idempotency_key" in s for s in plan), plan
+        for statement, parameters in seen:
+            plan = sqlite_plan(store, statement, parameters)
+            assert plan, statement
+            # By target or by key: the owed entries of other records are not read.
+            assert all("ix_outbox_target" in s or "ix_outbox_idempotency_key" in s for s in plan), plan
     finally:
         store.close()
 
@@ -88,16 +70,11 @@ def test_a_store_before_version_12_gains_the_index(tmp_path: Any) -> None:
     store = Store(url)
     store.migrate()
     with store.transaction() as connection:
-        connection.execute(sa.text("DROP INDEX ix_outbox_target"))
-        connection.execute(sa.delete(tables.schema_version).where(tables.schema_version.c.version >= 12))
-        names = {index["name"] for index in sa.inspect(connection).get_indexes("outbox")}
-    assert "ix_outbox_target" not in names
+        plan_writes(connection, "r1", [update("lead-1", "a")])
     store.close()
-    reopened = Store(url)
+    reopened = migrated_from_before(url, 12, "ix_outbox_target", "outbox")
     try:
-        assert reopened.migrate() == tables.LATEST_VERSION
         with reopened.transaction() as connection:
-            names = {index["name"] for index in sa.inspect(connection).get_indexes("outbox")}
-        assert "ix_outbox_target" in names
+            assert supersede(connection, [update("lead-1", "b")]) == 1
     finally:
         reopened.close()
