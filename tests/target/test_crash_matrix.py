@@ -45,12 +45,13 @@ MORE_CRASHES: list[tuple[str, str]] = [
     ("merge", "activities-after-post"),
 ]
 #: (tap, records it prints before SIGKILL).
-TAP_KILLS: list[tuple[str, int]] = [("tap-marketo-leads", 12)]
+#: CI kills each tap once; the Dynamics tap after its first record leaves flagged persons whose leads exist but
+#: are not staged, whose planned creates must not change how they are linked next run.
+TAP_KILLS: list[tuple[str, int]] = [("tap-marketo-leads", 12), ("tap-dynamics-leads", 1)]
 MORE_TAP_KILLS: list[tuple[str, int]] = [
     ("tap-dynamics-leads", 20),
     ("tap-marketo-leads", 1),
     ("tap-marketo-leads", 39),
-    ("tap-dynamics-leads", 1),
 ]
 
 

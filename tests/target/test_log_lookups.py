@@ -30,6 +30,30 @@ def filled_store(url: str) -> Store:
         store, run, [Activity("skipped", "900", "lead", None, "to_dynamics", details={"planned": "update"})]
     )
     record_activities(store, run, [Activity("updated", "901", "lead", "L-1", "to_dynamics")])
+    # A lead that existed before the extraction and was only not extracted yet (a cut-short extraction), and
+    # one that appeared since: only the second one's first link is on the create path.
+    record_activities(
+        store,
+        run,
+        [
+            Activity(
+                "skipped",
+                "903",
+                "lead",
+                "L-3",
+                "to_dynamics",
+                details={"planned": "create", "appeared_since_extraction": False},
+            ),
+            Activity(
+                "skipped",
+                "904",
+                "lead",
+                "L-4",
+                "to_dynamics",
+                details={"planned": "create", "appeared_since_extraction": True},
+            ),
+        ],
+    )
     dry = store.start_run("dry_run")
     record_activities(store, dry, [skipped_create("902")], dry_run=True)
     return store
@@ -39,8 +63,10 @@ def test_the_persons_whose_planned_create_found_a_lead(store_url: str) -> None:
     store = filled_store(store_url)
     try:
         with store.transaction() as connection:
-            found = creates_found_existing(connection, ["7", "299", "900", "901", "902", "nobody"])
-        assert found == {"7", "299"}  # not an update skipped, another action, or what a dry run would have done
+            found = creates_found_existing(connection, ["7", "299", "900", "901", "902", "903", "904", "nobody"])
+        # Not an update skipped, another action, what a dry run would have done, or a lead that was only not
+        # extracted yet; entries from before the flag (7, 299) count, as the create path overwrites nothing.
+        assert found == {"7", "299", "904"}
     finally:
         store.close()
 

@@ -148,6 +148,35 @@ def test_runs_are_recorded(tmp_path: Path, store_url: str) -> None:
     assert [tuple(r) for r in rows] == [("stage", "succeeded")]
 
 
+def run_start(tmp_path: Path, store_url: str, time_extracted: Any) -> str:
+    """The recorded start of a staging run whose first record says it was extracted at ``time_extracted``."""
+    record = {**person(1, "2026-01-02T00:00:00Z", email="a@x.com"), "time_extracted": time_extracted}
+    assert run_target(tmp_path, store_url, [PERSON_SCHEMA, record]).returncode == 0
+    store = Store(store_url)
+    try:
+        [started] = [run["started_at"] for run in store.runs()]
+    finally:
+        store.close()
+    return str(started)
+
+
+def test_a_run_starts_when_its_tap_read_if_that_was_before_the_target_started(tmp_path: Path, store_url: str) -> None:
+    """Fed a file a tap wrote an hour ago, the run's start is the extraction's, not the target's (architecture §10).
+
+    "Nothing this run staged was read before its start" decides which confirmed writes an extraction has seen
+    and whether a lead found at write time appeared since the extraction.
+    """
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    assert run_start(tmp_path, store_url, an_hour_ago.isoformat()) == an_hour_ago.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_later_extraction_time_leaves_the_run_start_at_the_target_start(tmp_path: Path, store_url: str) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    later = before + timedelta(hours=1)
+    started = datetime.fromisoformat(run_start(tmp_path, store_url, later.isoformat()).replace("Z", "+00:00"))
+    assert before <= started <= datetime.now(UTC)
+
+
 def test_a_far_future_timestamp_does_not_block_later_versions(tmp_path: Path, store_url: str) -> None:
     """Issue 22, item 5: a source timestamp more than a day ahead is staged as of now, with a warning."""
     future = [PERSON_SCHEMA, person(9, "2099-01-01T00:00:00Z", email="f@x.com", firstName="From the future")]

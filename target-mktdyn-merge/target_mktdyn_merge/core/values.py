@@ -28,6 +28,18 @@ def timestamp_text(value: Any) -> str:
         return text
 
 
+def earliest_iso(moment: str, other: Any) -> str:
+    """The earlier of ``moment`` (UTC ISO text) and ``other`` (an ISO timestamp), unless ``other`` is unreadable."""
+    if not isinstance(other, str | datetime):
+        return moment
+    text = timestamp_text(other)
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return moment
+    return min(moment, text)
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return utc_iso(value)

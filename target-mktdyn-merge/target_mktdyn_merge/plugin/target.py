@@ -10,7 +10,7 @@ from mktdyn_common.redact import protect_secrets, redact
 from mktdyn_common.state import EXTRACTION, FULL, INCREMENTAL
 from singer_sdk import Sink
 
-from target_mktdyn_merge.core.values import now_iso
+from target_mktdyn_merge.core.values import earliest_iso, now_iso
 from target_mktdyn_merge.core.vocabulary import STREAMS, UnknownStreamError
 from target_mktdyn_merge.plugin.sdk import StateObservingTarget
 from target_mktdyn_merge.plugin.settings import CONFIG_SCHEMA, merge_settings
@@ -42,8 +42,10 @@ class TargetMktdynMerge(StateObservingTarget):
         self._store: Store | None = None
         self._settings: MergeSettings | None = None
         self._run_id: str | None = None
-        #: When this invocation (and so its tap, which Meltano starts with it) started: its run's start.
+        #: When this invocation (and so its tap, which Meltano starts with it) started: its run's start, unless
+        #: the tap's first record says it was extracted earlier (see :meth:`_process_record_message`).
         self._started_at = now_iso()
+        self._seen_record = False
         #: How each stream was extracted this run, from the tap's last STATE (``mktdyn_common.state``).
         self.extraction: dict[str, str] = {}
 
@@ -73,6 +75,21 @@ class TargetMktdynMerge(StateObservingTarget):
             mode = "stage" if not self.settings.merge else ("dry_run" if self.settings.dry_run else "merge")
             self._run_id = self.store.start_run(mode, self._started_at)
         return self._run_id
+
+    def _process_record_message(self, message_dict: dict[str, Any]) -> None:
+        """Before the run starts, move its start back to the first record's ``time_extracted`` if that is earlier.
+
+        The run's start means "nothing staged by this run was read before it" (confirmed writes are absorbed
+        against it, and a lead found at write time counts as having appeared since the extraction only if
+        Dataverse created it at or after it). Under Meltano the tap starts with the target, so the process start
+        holds; a target fed later (a file of the tap's output, ``tap | tee``, a retried load) must use when the
+        tap read, which the Singer RECORD message carries. The run starts at the first drain, after the first
+        record, which a tap emits first (so only that record is read).
+        """
+        if not self._seen_record and self._run_id is None:
+            self._started_at = earliest_iso(self._started_at, message_dict.get("time_extracted"))
+        self._seen_record = True
+        super()._process_record_message(message_dict)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         """Refuse streams the merge does not know, with a message that says what to do."""

@@ -149,10 +149,13 @@ def action_counts(store: Store, run_id: str) -> dict[tuple[str, str], int]:
 
 
 def creates_found_existing(connection: sa.Connection, person_ids: Iterable[str]) -> set[str]:
-    """Those of these persons for whom a real run planned a lead and found one already there (the create path).
+    """Those of these persons for whom a real run planned a lead and found one that appeared since (the create path).
 
     That is "Sync Person to Microsoft" on an existing lead even during the initial sync: the lead appeared
-    between extraction and write-back, the create was not sent (``skipped``), and the next run links it.
+    between extraction and write-back, the create was not sent (``skipped``), and the next run links it. A lead
+    that existed before the extraction started and was only not extracted yet (the extraction was cut short) does
+    not count: an undisturbed run would have matched it by the usual rules (``appeared_since_extraction`` false;
+    entries from before that flag count, as the create path overwrites nothing).
     One query per ``CHUNK`` persons (a planning batch asks for all of its persons at once).
     """
     log = tables.activity_log
@@ -167,7 +170,8 @@ def creates_found_existing(connection: sa.Connection, person_ids: Iterable[str])
                 log.c.dry_run.is_(False),
             )
         )
-        found.update(
-            str(person) for person, details in rows if json.loads(str(details) or "{}").get("planned") == "create"
-        )
+        for person, details in rows:
+            skip = json.loads(str(details) or "{}")
+            if skip.get("planned") == "create" and skip.get("appeared_since_extraction", True):
+                found.add(str(person))
     return found

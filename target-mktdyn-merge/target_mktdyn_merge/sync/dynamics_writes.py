@@ -22,6 +22,7 @@ from target_mktdyn_merge.core.activity import Activity
 from target_mktdyn_merge.core.crashpoints import crash_point
 from target_mktdyn_merge.core.normalize import normalize_email
 from target_mktdyn_merge.core.validation import Operation
+from target_mktdyn_merge.core.values import timestamp_text
 from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, ENTITY_SET, PERSONS_STREAM
 from target_mktdyn_merge.core.writes import OutboxEntry
 from target_mktdyn_merge.store.outbox import mark
@@ -98,6 +99,13 @@ class DynamicsWriter:
         Marketo does (1005), so the create path asks first (docs/architecture.md §4: an existing lead or contact is
         linked, never duplicated). The create is superseded; the next extraction stages the row and the planner links
         it by its usual rules (a contact before a lead; no guess among several).
+
+        Which first merge that link gets depends on when Dataverse created the row. One created at or after this
+        run's extraction started appeared since (a race with a user): the person asked for a lead and one is
+        there, so the first merge is the create path's, which overwrites nothing. One created before was only
+        not extracted yet (a cut-short extraction): an undisturbed run would have matched it, so its first merge
+        is the usual first link's, with the entity's authority, and an interrupted run ends where an undisturbed
+        one does. The activity's ``appeared_since_extraction`` records which (``creates_found_existing``).
         """
         just_read = self.context.emails_just_read
         creates = [
@@ -112,11 +120,17 @@ class DynamicsWriter:
             return entries
         emails = sorted({str(e.payload["emailaddress1"]).strip() for e in creates})
         existing: dict[str, list[tuple[str, str]]] = {}
+        started = self.context.store.run_started_at(self.context.run_id)
+        appeared: dict[str, bool] = {}
         for entity in ("contact", "lead"):
-            for row in self.client.find_by_emails(ENTITY_SET[entity], emails, [KEY[entity], "emailaddress1"]):
+            columns = [KEY[entity], "emailaddress1", "createdon"]
+            for row in self.client.find_by_emails(ENTITY_SET[entity], emails, columns):
                 email = normalize_email(row.get("emailaddress1"))
                 if email is not None:
                     existing.setdefault(email, []).append((entity, str(row[KEY[entity]])))
+                    # A row whose creation time is unknown counts as new: the create path overwrites nothing.
+                    created = timestamp_text(row.get("createdon"))
+                    appeared[email] = appeared.get(email, True) and (not created or not started or created >= started)
         checked = {e.op_id for e in creates}
         ready = []
         for entry in entries:
@@ -127,6 +141,9 @@ class DynamicsWriter:
                 continue
             entity, row_id = found[0]
             rows = ", ".join(f"{e} {i}" for e, i in found)
+            since = appeared[email] if email is not None else True
+            when = "created since this run's extraction started" if since else "not extracted yet"
+            then = "linked on the create path (nothing overwritten)" if since else "matched with it by the usual rules"
             self.context.outcomes.superseded(
                 entry,
                 [
@@ -136,9 +153,14 @@ class DynamicsWriter:
                         entity,
                         row_id if len(found) == 1 else None,
                         "to_dynamics",
-                        rule=f"Dynamics already has {rows} with this email, not extracted yet: no lead is created; "
-                        "the next extraction brings it and the person is matched with it",
-                        details={"op_id": entry.op_id, "planned": entry.action, "candidates": [i for _, i in found]},
+                        rule=f"Dynamics already has {rows} with this email, {when}: no lead is created; "
+                        f"the next extraction brings it and the person is {then}",
+                        details={
+                            "op_id": entry.op_id,
+                            "planned": entry.action,
+                            "candidates": [i for _, i in found],
+                            "appeared_since_extraction": since,
+                        },
                     )
                 ],
             )
