@@ -1,11 +1,12 @@
 """The job under the faults Marketo and Dataverse really produce: never a lost update, never a duplicate.
 
 Each case runs the ``sync`` job (the plugins' CLIs, state carried as Meltano carries it) against a twin of a
-fault-free reference world, with one fault kind injected at 5% into every request of its system (extraction,
-metadata and writes alike), then with all of them at once. A faulty run may fail, but only cleanly (non-zero,
-a one-line reason naming the API's code); it may leave writes in doubt, but the fault-free runs after it must
-end exactly where the reference ends (:func:`tests.target.matrix.assert_same_end_state`). Quota faults stop
-the run with a message saying which quota and when to retry, and the next run completes.
+fault-free reference world, with one fault kind injected at 5% (10% for Dataverse, which gets fewer requests)
+into every request of its system (extraction, metadata and writes alike), then with all of them at 5% at once.
+A faulty run may fail, but only cleanly (non-zero, a one-line reason naming the API's code); it may leave writes
+in doubt, but the fault-free runs after it must end exactly where the reference ends
+(:func:`tests.target.matrix.assert_same_end_state`). Quota faults stop the run with a message saying which quota
+and when to retry, and the next run completes.
 """
 
 from __future__ import annotations
@@ -21,22 +22,26 @@ from tests.target.matrix import FULL, FULL_ONLY, Reference, assert_same_end_stat
 from tests.target.pipeline import JobResult
 from tests.target.worlds import World
 
-#: (SPEC item, the sandbox's counter that proves it fired; None: not counted, e.g. a latency spike).
+#: (SPEC item, the sandbox's counter that proves it fired; None: not counted, e.g. a latency spike). Dataverse
+#: sees about 30 requests in this world's busy first run (one discovery call; metadata kept in the store) and five
+#: in each quiet run after it, so a Dynamics fault alone is drawn at 10%: at 5% a code can fire only in a quiet run
+#: or not at all, and the case would prove nothing about the writes.
 KINDS: list[tuple[str, str | None]] = [
     ("marketo.601=0.05", "601"),
     ("marketo.602=0.05", "602"),
     ("marketo.606=0.05", "606"),
     ("marketo.611=0.05", "611"),
     ("marketo.615=0.05", "615"),
-    ("dynamics.401=0.05", "401"),
-    ("dynamics.412=0.05", "412"),
-    ("dynamics.429=0.05", "429"),
-    ("dynamics.500=0.05", "500"),
-    ("dynamics.503=0.05", "503"),
+    ("dynamics.401=0.1", "401"),
+    ("dynamics.412=0.1", "412"),
+    ("dynamics.429=0.1", "429"),
+    ("dynamics.500=0.1", "500"),
+    ("dynamics.503=0.1", "503"),
     ("reset=0.05", "reset"),
     ("spike_ms=400@0.05", None),
 ]
-ALL_AT_ONCE = ",".join(spec for spec, _ in KINDS)
+#: Every kind at 5% at once.
+ALL_AT_ONCE = ",".join(spec.replace("=0.1", "=0.05") for spec, _ in KINDS)
 #: Faulty runs per case at most: enough for a 5% fault to fire in a small world, bounded.
 MAX_FAULTY_RUNS = 3
 #: A failing step's last line names the API's error code (``error 611``, ``error (none) (HTTP 500)``).

@@ -20,6 +20,8 @@ class Pair:
     authority: str
     pair_id: int | None = None
     first_merge_done: bool = False
+    #: The run that did the first merge (None: not yet, or before the store recorded it).
+    first_merged_run: str | None = None
     #: Linked by a real-time "Sync Person to Microsoft" that found the record existing: its first merge is on the
     #: create path (docs/architecture.md §10: blanks filled, differences reported, nothing overwritten).
     requested: bool = False

@@ -26,6 +26,7 @@ def _from_row(row: sa.Row[Any]) -> Pair:
         authority=str(mapping["authority"]),
         pair_id=int(mapping["pair_id"]),
         first_merge_done=bool(mapping["first_merge_done"]),
+        first_merged_run=mapping["first_merged_run"],
         requested=bool(mapping["requested"]),
         baseline={k: BaselineEntry.from_dict(v) for k, v in json.loads(str(mapping["baseline"])).items()},
         guards={k: FieldGuard.from_dict(v) for k, v in json.loads(str(mapping["guard"])).items()},
@@ -103,6 +104,7 @@ def _pair_values(pair: Pair, json_columns: bool = True) -> dict[str, Any]:
         "dynamics_id": pair.dynamics_id,
         "authority": pair.authority,
         "first_merge_done": pair.first_merge_done,
+        "first_merged_run": pair.first_merged_run,
         "requested": pair.requested,
     }
     if json_columns:

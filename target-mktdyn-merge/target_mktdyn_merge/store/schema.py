@@ -94,6 +94,9 @@ pairs = sa.Table(
     sa.Column("linked_at", sa.String(32), nullable=False),
     sa.Column("linked_run", sa.String(64), nullable=False),
     sa.Column("first_merge_done", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The run that did the first merge (migration 14; NULL: not yet, or done before the column existed). The
+    # mass-change guard counts only pairs whose first merge an earlier, finished run did.
+    sa.Column("first_merged_run", sa.String(64)),
     # Linked by a real-time Sync Person to Microsoft request (migration 7): its first merge is on the create path.
     sa.Column("requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("baseline", sa.Text, nullable=False, server_default="{}"),  # JSON {field: {marketo, dynamics}}
@@ -320,6 +323,18 @@ def _activity_person_action(connection: sa.Connection) -> None:
     activity_person_action.create(connection, checkfirst=True)
 
 
+def _pair_first_merged_run(connection: sa.Connection) -> None:
+    """Version 14: which run did a pair's first merge, so a first merge is never counted as a mass change.
+
+    A pair linked by a run that found it only at write time (a create Marketo refused as a duplicate, after an
+    export cut short) gets its first merge in the next run; counted as "established" it made that run's first
+    merges look like a mass change. Pairs first merged before this version keep NULL: established as before.
+    """
+    columns = {column["name"] for column in sa.inspect(connection).get_columns("pairs")}
+    if "first_merged_run" not in columns:
+        connection.execute(sa.text("ALTER TABLE pairs ADD COLUMN first_merged_run VARCHAR(64)"))
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
 MIGRATIONS: list[Migration] = [
     _initial,
@@ -335,5 +350,6 @@ MIGRATIONS: list[Migration] = [
     _staged_deleted,
     _outbox_target,
     _activity_person_action,
+    _pair_first_merged_run,
 ]
 LATEST_VERSION = len(MIGRATIONS)

@@ -373,7 +373,7 @@ class Outcomes:
         pair.baseline = snapshot_baseline(
             pair.entity, marketo_fields, dynamics_fields, context.field_map, context.metadata.options(pair.entity)
         )
-        pair.first_merge_done = True
+        pair.first_merge_done, pair.first_merged_run = True, self.run_id
         self._save_pair(connection, pair)
 
     def _linked_dynamics(self, connection: sa.Connection, pair: Pair) -> bool:

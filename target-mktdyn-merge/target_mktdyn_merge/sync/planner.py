@@ -385,7 +385,8 @@ class Planner:
             }
             batch.pairs_to_save[person.record_id] = pair
             return
-        pair.first_merge_done = True
+        if not pair.first_merge_done:
+            pair.first_merge_done, pair.first_merged_run = True, settings.run_id
         if not settings.dry_run:
             pair.guards = dict(result.guards)
         batch.pairs_to_save[person.record_id] = pair
