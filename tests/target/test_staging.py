@@ -148,32 +148,40 @@ def test_runs_are_recorded(tmp_path: Path, store_url: str) -> None:
     assert [tuple(r) for r in rows] == [("stage", "succeeded")]
 
 
-def run_start(tmp_path: Path, store_url: str, time_extracted: Any) -> str:
-    """The recorded start of a staging run whose first record says it was extracted at ``time_extracted``."""
+def run_times(tmp_path: Path, store_url: str, time_extracted: Any) -> tuple[datetime, datetime]:
+    """(started_at, read_from) of a staging run whose first record says it was extracted at ``time_extracted``."""
     record = {**person(1, "2026-01-02T00:00:00Z", email="a@x.com"), "time_extracted": time_extracted}
     assert run_target(tmp_path, store_url, [PERSON_SCHEMA, record]).returncode == 0
     store = Store(store_url)
     try:
-        [started] = [run["started_at"] for run in store.runs()]
+        [run_id] = [run["run_id"] for run in store.runs()]
+        times = store.run_started_at(run_id), store.run_read_from(run_id)
     finally:
         store.close()
-    return str(started)
+    started, read_from = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times)
+    return started, read_from
 
 
-def test_a_run_starts_when_its_tap_read_if_that_was_before_the_target_started(tmp_path: Path, store_url: str) -> None:
-    """Fed a file a tap wrote an hour ago, the run's start is the extraction's, not the target's (architecture §10).
+def test_a_run_reads_from_when_its_tap_read_if_that_was_before_the_target_started(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Fed a file a tap wrote an hour ago, the run read from then, not from the target's start (architecture §10).
 
-    "Nothing this run staged was read before its start" decides which confirmed writes an extraction has seen
-    and whether a lead found at write time appeared since the extraction.
+    "Nothing this run staged was read before ``read_from``" decides which confirmed writes an extraction has seen
+    and whether a lead found at write time appeared since the extraction. The run's start stays the target's:
+    runs are ordered and timed by it.
     """
-    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    assert run_start(tmp_path, store_url, an_hour_ago.isoformat()) == an_hour_ago.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def test_a_later_extraction_time_leaves_the_run_start_at_the_target_start(tmp_path: Path, store_url: str) -> None:
     before = datetime.now(UTC).replace(microsecond=0)
-    later = before + timedelta(hours=1)
-    started = datetime.fromisoformat(run_start(tmp_path, store_url, later.isoformat()).replace("Z", "+00:00"))
+    an_hour_ago = before - timedelta(hours=1)
+    started, read_from = run_times(tmp_path, store_url, an_hour_ago.isoformat())
+    assert read_from == an_hour_ago
+    assert before <= started <= datetime.now(UTC)
+
+
+def test_a_later_extraction_time_leaves_read_from_at_the_target_start(tmp_path: Path, store_url: str) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    started, read_from = run_times(tmp_path, store_url, (before + timedelta(hours=1)).isoformat())
+    assert read_from == started
     assert before <= started <= datetime.now(UTC)
 
 

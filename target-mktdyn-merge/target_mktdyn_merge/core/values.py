@@ -32,12 +32,14 @@ def earliest_iso(moment: str, other: Any) -> str:
     """The earlier of ``moment`` (UTC ISO text) and ``other`` (an ISO timestamp), unless ``other`` is unreadable."""
     if not isinstance(other, str | datetime):
         return moment
-    text = timestamp_text(other)
     try:
-        datetime.fromisoformat(text.replace("Z", "+00:00"))
+        theirs = other if isinstance(other, datetime) else datetime.fromisoformat(other.strip().replace("Z", "+00:00"))
+        ours = datetime.fromisoformat(moment.replace("Z", "+00:00"))
     except ValueError:
         return moment
-    return min(moment, text)
+    if theirs.tzinfo is None:
+        theirs = theirs.replace(tzinfo=UTC)
+    return utc_iso(theirs) if theirs < ours else moment
 
 
 def _default(value: Any) -> Any:

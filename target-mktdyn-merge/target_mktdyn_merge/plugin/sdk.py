@@ -2,9 +2,10 @@
 
 Two measured needs reach below the SDK's public API: staging a Marketo person spent 15% of its time asking, for
 every field of every record, whether the field is date-like (the answer depends on the schema alone), and the
-target must see each STATE message's bookmarks (how each stream was extracted) before the SDK handles it. Both
-are private hooks that an SDK release may rename; :data:`PRIVATE_HOOKS` lists them with the parameters relied
-on, and ``tests/target/test_sdk_adapter.py`` fails on an upgrade that changes any of them, before a sync does.
+target must see each STATE message's bookmarks (how each stream was extracted) and each RECORD message's
+``time_extracted`` (when its tap read) before the SDK handles them. All are private hooks that an SDK release
+may rename; :data:`PRIVATE_HOOKS` lists them with the parameters relied on, and
+``tests/target/test_sdk_adapter.py`` fails on an upgrade that changes any of them, before a sync does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from singer_sdk.sinks import BatchSink, Sink
 PRIVATE_HOOKS: tuple[tuple[type, str, tuple[str, ...]], ...] = (
     (Sink, "_parse_timestamps_in_record", ("self", "record", "schema", "treatment")),
     (Target, "_process_state_message", ("self", "message_dict")),
+    (Target, "_process_record_message", ("self", "message_dict")),
 )
 #: Private attributes of a sink instance this module reads.
 PRIVATE_SINK_ATTRIBUTES = ("_warned_missing_fields",)
@@ -60,12 +62,19 @@ class DatelikeOnceSink(BatchSink):
                     self._warned_missing_fields.add(key)
 
 
-class StateObservingTarget(Target):
-    """A target told of every STATE message's value before the SDK handles it."""
+class MessageObservingTarget(Target):
+    """A target told of every STATE message's value, and of each RECORD message, before the SDK handles it."""
 
     def observe_state(self, value: Any) -> None:
         """Called with each STATE message's ``value``; the default ignores it."""
 
+    def observe_record(self, message_dict: dict[str, Any]) -> None:
+        """Called with each RECORD message (its envelope: ``time_extracted``); the default ignores it."""
+
     def _process_state_message(self, message_dict: dict[str, Any]) -> None:
         self.observe_state(message_dict.get("value"))
         super()._process_state_message(message_dict)
+
+    def _process_record_message(self, message_dict: dict[str, Any]) -> None:
+        self.observe_record(message_dict)
+        super()._process_record_message(message_dict)

@@ -12,7 +12,7 @@ from singer_sdk import Sink
 
 from target_mktdyn_merge.core.values import earliest_iso, now_iso
 from target_mktdyn_merge.core.vocabulary import STREAMS, UnknownStreamError
-from target_mktdyn_merge.plugin.sdk import StateObservingTarget
+from target_mktdyn_merge.plugin.sdk import MessageObservingTarget
 from target_mktdyn_merge.plugin.settings import CONFIG_SCHEMA, merge_settings
 from target_mktdyn_merge.plugin.singer_input import CheckedSingerReader, SingerInputError
 from target_mktdyn_merge.plugin.sinks import StagingSink
@@ -22,7 +22,7 @@ from target_mktdyn_merge.store.lock import StoreLockedError, write_lock
 from target_mktdyn_merge.sync.merge_settings import MergeSettings
 
 
-class TargetMktdynMerge(StateObservingTarget):
+class TargetMktdynMerge(MessageObservingTarget):
     """Keeps Marketo persons and Dynamics leads/contacts in step, both ways, field by field."""
 
     name = "target-mktdyn-merge"
@@ -42,9 +42,11 @@ class TargetMktdynMerge(StateObservingTarget):
         self._store: Store | None = None
         self._settings: MergeSettings | None = None
         self._run_id: str | None = None
-        #: When this invocation (and so its tap, which Meltano starts with it) started: its run's start, unless
-        #: the tap's first record says it was extracted earlier (see :meth:`_process_record_message`).
+        #: When this invocation (and so its tap, which Meltano starts with it) started: its run's start.
         self._started_at = now_iso()
+        #: Nothing this run stages was read before this: the start, or the first record's ``time_extracted`` if
+        #: earlier (:meth:`observe_record`).
+        self._read_from = self._started_at
         self._seen_record = False
         #: How each stream was extracted this run, from the tap's last STATE (``mktdyn_common.state``).
         self.extraction: dict[str, str] = {}
@@ -73,23 +75,22 @@ class TargetMktdynMerge(StateObservingTarget):
         """The run id of this invocation; the merging invocation owns the job's run id (docs/architecture.md §9.5)."""
         if self._run_id is None:
             mode = "stage" if not self.settings.merge else ("dry_run" if self.settings.dry_run else "merge")
-            self._run_id = self.store.start_run(mode, self._started_at)
+            self._run_id = self.store.start_run(mode, self._started_at, read_from=self._read_from)
         return self._run_id
 
-    def _process_record_message(self, message_dict: dict[str, Any]) -> None:
-        """Before the run starts, move its start back to the first record's ``time_extracted`` if that is earlier.
+    def observe_record(self, message_dict: dict[str, Any]) -> None:
+        """Before the run starts, move when it read from back to the first record's ``time_extracted``, if earlier.
 
-        The run's start means "nothing staged by this run was read before it" (confirmed writes are absorbed
-        against it, and a lead found at write time counts as having appeared since the extraction only if
-        Dataverse created it at or after it). Under Meltano the tap starts with the target, so the process start
-        holds; a target fed later (a file of the tap's output, ``tap | tee``, a retried load) must use when the
-        tap read, which the Singer RECORD message carries. The run starts at the first drain, after the first
-        record, which a tap emits first (so only that record is read).
+        "Nothing this run stages was read before ``read_from``" decides which confirmed writes an extraction has
+        seen and whether a lead found at write time appeared since the extraction. Under Meltano the tap starts
+        with the target, so the process start holds; a target fed later (a file of the tap's output, a retried
+        load) must use when the tap read, which the Singer RECORD message carries. The run starts at the first
+        drain, after the first record, which a tap emits first (so only that record is read). The run's
+        ``started_at`` stays the process start: runs are ordered and timed by it.
         """
         if not self._seen_record and self._run_id is None:
-            self._started_at = earliest_iso(self._started_at, message_dict.get("time_extracted"))
+            self._read_from = earliest_iso(self._read_from, message_dict.get("time_extracted"))
         self._seen_record = True
-        super()._process_record_message(message_dict)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         """Refuse streams the merge does not know, with a message that says what to do."""

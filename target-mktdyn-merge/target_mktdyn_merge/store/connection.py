@@ -64,7 +64,8 @@ class StoreConnection:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._counter_lock = threading.Lock()
         self._selection: dict[str, frozenset[str]] | None = None  # stream → selected properties
-        self._run_starts: dict[str, str] = {}
+        #: (started_at, read_from) per run id, read once (``RunLog._run_times``).
+        self._run_time_cache: dict[str, tuple[str, str]] = {}
         self._batch = threading.local()  # the connection of this thread's open ``batched`` block, if any
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -23,31 +23,44 @@ class RunLog(StoreConnection):
     """The runs of the store: started, finished, what they did (``runs``, ``confirmed_writes``)."""
 
     # -- runs -----------------------------------------------------------------------------------
-    def start_run(self, mode: str, started_at: str | None = None) -> str:
+    def start_run(self, mode: str, started_at: str | None = None, read_from: str | None = None) -> str:
         """Record a new run and return its id (time-ordered, unique).
 
-        ``started_at`` is when the invocation started (default: now). The target passes its process start: its
-        tap started then too, so nothing it stages can have been read before it (see ``confirmed_writes``).
+        ``started_at`` is when the invocation started (default: now); runs are ordered and timed by it.
+        ``read_from`` (default: ``started_at``) is when its tap read, at the latest: nothing the run stages was
+        read before it (see ``confirmed_writes``). The target passes its process start, as its tap started then
+        too under Meltano, or the first record's ``time_extracted`` if that is earlier.
         """
         run_id = new_run_id()
+        started = started_at or now_iso()
         with self.transaction() as connection:
             connection.execute(
                 sa.insert(tables.runs).values(
-                    run_id=run_id, mode=mode, status="running", started_at=started_at or now_iso()
+                    run_id=run_id, mode=mode, status="running", started_at=started, read_from=read_from or started
                 )
             )
         return run_id
 
     def run_started_at(self, run_id: str) -> str:
         """When a run started ('' for an unknown run)."""
-        started = self._run_starts.get(run_id)
-        if started is None:
+        return self._run_times(run_id)[0]
+
+    def run_read_from(self, run_id: str) -> str:
+        """When a run's tap read, at the latest ('' for an unknown run; a run from before migration 15: its start)."""
+        return self._run_times(run_id)[1]
+
+    def _run_times(self, run_id: str) -> tuple[str, str]:
+        times = self._run_time_cache.get(run_id)
+        if times is None:
+            runs = tables.runs
             with self.transaction() as connection:
-                value = connection.execute(
-                    sa.select(tables.runs.c.started_at).where(tables.runs.c.run_id == run_id)
-                ).scalar()
-            started = self._run_starts[run_id] = str(value or "")
-        return started
+                row = connection.execute(
+                    sa.select(runs.c.started_at, runs.c.read_from).where(runs.c.run_id == run_id)
+                ).first()
+            started = str(row.started_at or "") if row is not None else ""
+            read_from = str(row.read_from or started) if row is not None else ""
+            times = self._run_time_cache[run_id] = (started, read_from)
+        return times
 
     # -- confirmed writes (docs/architecture.md §10: no run writes from data older than what the store confirmed) ------
     def stale_records(self, stream: str) -> list[str]:

@@ -27,6 +27,9 @@ runs = sa.Table(
     sa.Column("mode", sa.String(16), nullable=False),  # stage | merge | dry_run
     sa.Column("status", sa.String(16), nullable=False),  # running | succeeded | failed
     sa.Column("started_at", sa.String(32), nullable=False),
+    # When its tap read, at the latest (migration 15; NULL before it: the start): the target's start, or the first
+    # record's time_extracted if earlier. Confirmed writes and writer lookups compare with it; runs order by start.
+    sa.Column("read_from", sa.String(32)),
     sa.Column("finished_at", sa.String(32)),
     sa.Column("summary", sa.Text),  # JSON counts per action, set when the run ends
     sa.Column("error", sa.Text),
@@ -335,6 +338,17 @@ def _pair_first_merged_run(connection: sa.Connection) -> None:
         connection.execute(sa.text("ALTER TABLE pairs ADD COLUMN first_merged_run VARCHAR(64)"))
 
 
+def _run_read_from(connection: sa.Connection) -> None:
+    """Version 15: when a run's tap read, apart from when the run started (a target fed a file read earlier).
+
+    Runs keep their start for ordering and timing; what an extraction has seen is compared with ``read_from``.
+    Runs from before this version keep NULL, read as their start.
+    """
+    columns = {column["name"] for column in sa.inspect(connection).get_columns("runs")}
+    if "read_from" not in columns:
+        connection.execute(sa.text("ALTER TABLE runs ADD COLUMN read_from VARCHAR(32)"))
+
+
 #: Migrations in order; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
 MIGRATIONS: list[Migration] = [
     _initial,
@@ -351,5 +365,6 @@ MIGRATIONS: list[Migration] = [
     _outbox_target,
     _activity_person_action,
     _pair_first_merged_run,
+    _run_read_from,
 ]
 LATEST_VERSION = len(MIGRATIONS)

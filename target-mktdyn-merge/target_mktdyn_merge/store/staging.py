@@ -122,7 +122,7 @@ class Staging(RunLog):
                 connection.execute(sa.insert(table), inserts)
             _mark_seen(connection, stream, versions)
         # Writes confirmed before this run's extraction started are in what it read: no longer in doubt.
-        self.absorb_confirmed_writes(stream, newest, self.run_started_at(run_id))
+        self.absorb_confirmed_writes(stream, newest, self.run_read_from(run_id))
         return StageResult(inserted, updated, unchanged, older, tuple(sorted(future)))
 
     def record_selection(self, stream: str, properties: Iterable[str]) -> None:

@@ -120,7 +120,7 @@ class DynamicsWriter:
             return entries
         emails = sorted({str(e.payload["emailaddress1"]).strip() for e in creates})
         existing: dict[str, list[tuple[str, str]]] = {}
-        started = self.context.store.run_started_at(self.context.run_id)
+        started = self.context.store.run_read_from(self.context.run_id)
         appeared: dict[str, bool] = {}
         for entity in ("contact", "lead"):
             columns = [KEY[entity], "emailaddress1", "createdon"]

@@ -8,8 +8,9 @@ staging target cannot prevent it, since the tap reads before (or while) the targ
 
 So the store keeps, per record, the writes it confirmed (``confirmed_writes``, one line in
 ``outcomes.confirmed``) until an extraction that *started after* the write has staged the record (staging
-absorbs them, comparing the confirmation time with the start of the staging run, which is when its tap
-started). Whatever is still listed when a merge begins (under the store's write lock, so no other write is
+absorbs them, comparing the confirmation time with when the staging run's tap read, ``runs.read_from``: the
+target's start, which is when its tap started under Meltano, or the first record's ``time_extracted`` if
+earlier). Whatever is still listed when a merge begins (under the store's write lock, so no other write is
 in flight) may be staged from before the write: it is read again directly, by id (Marketo ``leads.json`` by
 id, 300 a call; Dataverse GET by id), staged as the newest version, and only then merged. A record the API no
 longer has is left to the delete paths. The cost is one read per record written by an overlapping run and
