@@ -35,12 +35,12 @@ def owe_update(connection: sa.Connection, run_id: str, pair: Pair) -> None:
     )
 
 
-def test_only_pairs_first_merged_by_an_earlier_finished_run_are_established(store_url: str) -> None:
+def test_only_pairs_first_merged_by_a_settled_earlier_run_are_established(store_url: str) -> None:
     store = Store(store_url)
     store.migrate()
     try:
-        earlier = store.start_run("merge")
-        crashed = store.start_run("merge")
+        earlier = store.start_run("merge", "2026-12-01T00:00:00Z")
+        crashed = store.start_run("merge", "2026-12-01T00:01:00Z")
         store.finish_run(crashed, "failed", error="killed")
         with store.transaction() as connection:
             linked = {
@@ -54,7 +54,7 @@ def test_only_pairs_first_merged_by_an_earlier_finished_run_are_established(stor
             }
             save_pairs(connection, linked.values(), earlier)
         store.finish_run(earlier, "succeeded")
-        now = store.start_run("merge")
+        now = store.start_run("merge", "2026-12-01T00:02:00Z")
         with store.transaction() as connection:
             # This run does the first merge of the pair linked without one: it is not established.
             linked["linked-without-a-first-merge"].first_merge_done = True
@@ -63,5 +63,12 @@ def test_only_pairs_first_merged_by_an_earlier_finished_run_are_established(stor
             for pair in linked.values():
                 owe_update(connection, now, pair)
             assert established_changes(connection, now) == (2, 2)
+        store.finish_run(now, "succeeded")
+        # Once a merge has succeeded after the crashed run, that run's first merges are settled too.
+        later = store.start_run("merge", "2026-12-01T00:03:00Z")
+        with store.transaction() as connection:
+            for pair in linked.values():
+                owe_update(connection, later, pair)
+            assert established_changes(connection, later) == (4, 4)
     finally:
         store.close()

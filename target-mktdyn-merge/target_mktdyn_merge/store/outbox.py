@@ -174,19 +174,27 @@ def owed_by_kind(connection: sa.Connection) -> dict[tuple[str, str], int]:
 def established_changes(connection: sa.Connection, run_id: str) -> tuple[int, int]:
     """(established pairs with an update owed, established pairs): the change-ratio breaker's numbers.
 
-    Established: linked, and first merged, by earlier runs that succeeded. A pair linked in this run, or by a run
-    that crashed or stopped before finishing its first merge, or linked without a first merge (a create the
-    other system refused as a duplicate links the existing record; its first merge is the next run's), gets that
-    first merge now, which may fill many fields by design; an established pair was in step, so most of them
-    changing at once is a mistake (a wrong field map, a bulk edit) until someone says otherwise. A pair updated
-    on both sides counts once. (A NULL ``first_merged_run`` is a first merge from before the store recorded it.)
+    Established: linked, and first merged, by earlier runs that are settled: runs that succeeded, and runs that
+    did not (a crash, a stop) but started before a merge that succeeded, which sent what they left owed. A pair
+    linked in this run, or by a run that crashed or stopped before finishing its first merge and no merge has
+    succeeded since, or linked without a first merge (a create the other system refused as a duplicate links the
+    existing record; its first merge is the next run's), gets that first merge now, which may fill many fields by
+    design; an established pair was in step, so most of them changing at once is a mistake (a wrong field map, a
+    bulk edit) until someone says otherwise. A pair updated on both sides counts once. (A NULL
+    ``first_merged_run`` is a first merge from before the store recorded it.)
     """
     outbox, pairs, runs = tables.outbox, tables.pairs, tables.runs
-    succeeded = sa.select(runs.c.run_id).where(runs.c.status == "succeeded", runs.c.run_id != run_id)
+    others = runs.c.run_id != run_id
+    last_merge = sa.select(sa.func.max(runs.c.started_at)).where(
+        others, runs.c.status == "succeeded", runs.c.mode == "merge"
+    )
+    settled = sa.select(runs.c.run_id).where(
+        others, sa.or_(runs.c.status == "succeeded", runs.c.started_at < last_merge.scalar_subquery())
+    )
     earlier = sa.and_(
-        pairs.c.linked_run.in_(succeeded),
+        pairs.c.linked_run.in_(settled),
         pairs.c.first_merge_done.is_(True),
-        sa.or_(pairs.c.first_merged_run.is_(None), pairs.c.first_merged_run.in_(succeeded)),
+        sa.or_(pairs.c.first_merged_run.is_(None), pairs.c.first_merged_run.in_(settled)),
     )
     changed = (
         sa.select(outbox.c.pair_id)
