@@ -15,31 +15,38 @@ def utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _moment(value: Any) -> datetime | None:
+    """A datetime, or an ISO 8601 string (a trailing Z allowed), as a datetime; None when it is neither."""
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def timestamp_text(value: Any) -> str:
-    """A source timestamp (datetime or ISO string) as sortable UTC text; '' when absent."""
+    """A source timestamp (datetime or ISO string) as sortable UTC text; '' when absent; other text as it is."""
     if value is None or value == "":
         return ""
-    if isinstance(value, datetime):
-        return utc_iso(value)
-    text = str(value).strip()
-    try:
-        return utc_iso(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
-        return text
+    moment = _moment(value)
+    return utc_iso(moment) if moment is not None else str(value).strip()
+
+
+def utc_text(value: Any) -> str | None:
+    """A timestamp (datetime or ISO string) as sortable UTC text; None when absent or not a usable timestamp.
+
+    A year before 1000 is not usable: ``strftime`` does not pad it, so its text would sort after every other.
+    """
+    moment = _moment(value) if value is not None and value != "" else None
+    text = utc_iso(moment) if moment is not None else ""
+    return text if len(text) == len("2026-01-01T00:00:00Z") else None
 
 
 def earliest_iso(moment: str, other: Any) -> str:
     """The earlier of ``moment`` (UTC ISO text) and ``other`` (an ISO timestamp), unless ``other`` is unreadable."""
-    if not isinstance(other, str | datetime):
-        return moment
-    try:
-        theirs = other if isinstance(other, datetime) else datetime.fromisoformat(other.strip().replace("Z", "+00:00"))
-        ours = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    except ValueError:
-        return moment
-    if theirs.tzinfo is None:
-        theirs = theirs.replace(tzinfo=UTC)
-    return utc_iso(theirs) if theirs < ours else moment
+    theirs = utc_text(other) if isinstance(other, str | datetime) else None
+    return theirs if theirs is not None and theirs < moment else moment
 
 
 def _default(value: Any) -> Any:

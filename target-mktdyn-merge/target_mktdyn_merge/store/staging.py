@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from target_mktdyn_merge.core.normalize import normalize_email
 from target_mktdyn_merge.core.records import StagedRecord, StageResult
-from target_mktdyn_merge.core.values import dumps, now_iso, timestamp_text, utc_iso
+from target_mktdyn_merge.core.values import dumps, now_iso, utc_iso, utc_text
 from target_mktdyn_merge.core.vocabulary import STREAMS, StreamSpec
 from target_mktdyn_merge.store import schema as tables
 from target_mktdyn_merge.store.connection import CHUNK
@@ -446,13 +446,12 @@ def _timestamp(spec: StreamSpec, record_id: str, field: str, value: Any) -> str:
     The SDK parses a value its SCHEMA declares ``date-time``; a tap that declares a plain string could send any
     text, which would order records wrongly (newest wins by this text) and overflow the store's column.
     """
-    text = timestamp_text(value)
-    if text:
-        try:
-            datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(
-                f"stream {spec.name!r}, record {spec.key}={record_id}, field {field!r}: {text[:40]!r} is not a "
-                "date-time (ISO 8601)"
-            ) from None
+    if value is None or value == "":
+        return ""
+    text = utc_text(value)
+    if text is None:
+        raise ValueError(
+            f"stream {spec.name!r}, record {spec.key}={record_id}, field {field!r}: {str(value).strip()[:40]!r} is "
+            "not a date-time (ISO 8601)"
+        )
     return text

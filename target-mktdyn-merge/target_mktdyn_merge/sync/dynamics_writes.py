@@ -22,7 +22,7 @@ from target_mktdyn_merge.core.activity import Activity
 from target_mktdyn_merge.core.crashpoints import crash_point
 from target_mktdyn_merge.core.normalize import normalize_email
 from target_mktdyn_merge.core.validation import Operation
-from target_mktdyn_merge.core.values import timestamp_text
+from target_mktdyn_merge.core.values import utc_text
 from target_mktdyn_merge.core.vocabulary import DYNAMICS_STREAM, ENTITY_SET, PERSONS_STREAM
 from target_mktdyn_merge.core.writes import OutboxEntry
 from target_mktdyn_merge.store.outbox import mark
@@ -129,7 +129,7 @@ class DynamicsWriter:
                 if email is not None:
                     existing.setdefault(email, []).append((entity, str(row[KEY[entity]])))
                     # A row whose creation time is unknown counts as new: the create path overwrites nothing.
-                    created = timestamp_text(row.get("createdon"))
+                    created = utc_text(row.get("createdon"))
                     appeared[email] = appeared.get(email, True) and (not created or not started or created >= started)
         checked = {e.op_id for e in creates}
         ready = []
